@@ -1,0 +1,101 @@
+"""Frozen dataclass configs <-> command-line flags, TOML files and JSON (cleanrl style).
+
+Each field carries its help text in `metadata`; flags are the field names in kebab-case; a TOML file
+given with --config sets defaults that flags then override.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from darkroom.errors import UserError
+
+
+def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config field: default, help string and optional allowed values."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> Any:
+    """`int | None` -> int; `tuple[int, ...]` -> tuple marker."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _base_type(args[0])
+    return annotation
+
+
+def add_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        base = _base_type(hints[field.name])
+        help_text = field.metadata.get("help", "")
+        default_text = f" (default: {field.default})"
+        if base is bool:
+            parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text + default_text)
+        elif typing.get_origin(base) is tuple:
+            item = typing.get_args(base)[0]
+            parser.add_argument(flag_name(field.name), type=item, nargs="+", default=argparse.SUPPRESS,
+                                help=help_text + default_text, metavar=field.name.upper())
+        else:
+            parser.add_argument(flag_name(field.name), type=base, default=argparse.SUPPRESS,
+                                choices=field.metadata.get("choices"), help=help_text + default_text,
+                                metavar=None if field.metadata.get("choices") else field.name.upper())
+
+
+def from_sources(config_class: type, namespace: argparse.Namespace, toml_path: str | None = None) -> Any:
+    """Defaults <- TOML file <- flags given on the command line."""
+    values: dict[str, Any] = {}
+    if toml_path:
+        values.update(read_toml(config_class, Path(toml_path)))
+    names = {field.name for field in dataclasses.fields(config_class)}
+    values.update({key: value for key, value in vars(namespace).items() if key in names})
+    return build(config_class, values)
+
+
+def read_toml(config_class: type, path: Path) -> dict[str, Any]:
+    try:
+        values = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise UserError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"config file {path} is not valid TOML: {error}") from None
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def build(config_class: type, values: dict[str, Any]) -> Any:
+    """Construct and validate: unknown keys and disallowed choices are user errors naming the key."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(f"unknown setting {flag_name(key)} for {config_class.__name__}")
+        choices = fields[key].metadata.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"{flag_name(key)} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return config_class(**values)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(config).items()}
+
+
+def from_dict(config_class: type, values: dict[str, Any]) -> Any:
+    names = {field.name for field in dataclasses.fields(config_class)}
+    return build(config_class, {key: value for key, value in values.items() if key in names})
+
+
+def differences(old: Any, new: Any, ignore: tuple[str, ...]) -> list[str]:
+    """Names of fields that differ between two configs of one class, skipping `ignore`."""
+    return [field.name for field in dataclasses.fields(old)
+            if field.name not in ignore and getattr(old, field.name) != getattr(new, field.name)]

@@ -1,0 +1,86 @@
+"""Distributed setup detected from torchrun's environment: nccl on GPU, gloo on CPU; rank 0 prints and writes.
+
+The same command runs under `python -m darkroom` and `torchrun -m darkroom`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks cuda when present, else mps, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def setup(device_name: str = "auto") -> DistInfo:
+    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world_size > 1 else (device.index or 0))
+        torch.cuda.set_device(device)
+    if world_size > 1 and not torch_dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank, world_size, local_rank, device)
+
+
+def cleanup() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """In-place sum over ranks (identity when not distributed)."""
+    if torch_dist.is_initialized():
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    if torch_dist.is_initialized():
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+        tensor /= torch_dist.get_world_size()
+    return tensor
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Send a picklable object from `src` to every rank (used for run folder names chosen on rank 0)."""
+    if not torch_dist.is_initialized():
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.barrier()

@@ -1,0 +1,35 @@
+"""Mixed precision: bf16 autocast by default on GPU, fp16 with a dynamic GradScaler, fp32 everywhere else."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve(precision: str, device: torch.device) -> str:
+    """`auto` means bf16 on CUDA (no loss scaling needed), fp32 on CPU (AVX2 CPUs have no fast bf16)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """Dynamic loss scaling for fp16 only (a disabled scaler passes losses and steps straight through)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def to_memory_format(module: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    return module.to(memory_format=torch.channels_last) if channels_last else module
+
+
+def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    return torch.compile(module) if enabled else module

@@ -1,0 +1,122 @@
+"""The run folder: config.json, metrics.jsonl, status.json, checkpoints/, samples/, report.html.
+
+Only rank 0 creates one; a lock file keeps two live runs out of the same folder.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from darkroom.errors import UserError
+
+
+def default_run_dir(task: str, root: str = "runs") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{task}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{task}-{stamp}-{suffix}"
+    return path
+
+
+class RunFolder:
+    """Writer for one run. Holds an exclusive lock on `<dir>/.lock` until closed or the process dies."""
+
+    def __init__(self, path: Path, task: str) -> None:
+        self.path = Path(path)
+        self.task = task
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+            (self.path / "samples").mkdir(exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create run folder {self.path}: {error.strerror}") from None
+        self._lock = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise UserError(f"run folder {self.path} is in use by another darkroom process; pick another --out") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        self.started = time.time()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    def write_config(self, config: dict, argv: list[str] | None = None) -> None:
+        record = {"task": self.task, "config": config, "command": " ".join(["darkroom", *(argv if argv is not None else sys.argv[1:])])}
+        _write_json_atomic(self.path / "config.json", record)
+
+    def log(self, record: dict) -> None:
+        """Append one JSON line; opened per write so a kill never loses earlier lines."""
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def truncate_log(self, keep: int) -> None:
+        """On resume, drop metric lines written after the checkpoint being resumed (they will be redone)."""
+        log = self.path / "metrics.jsonl"
+        if not log.exists():
+            return
+        lines = log.read_text().splitlines()[:keep]
+        _write_text_atomic(log, "".join(line + "\n" for line in lines))
+
+    def log_length(self) -> int:
+        log = self.path / "metrics.jsonl"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def set_status(self, status: str, **extra: object) -> None:
+        record = {"status": status, "updated": time.time(), **extra}
+        previous = read_status(self.path)
+        record.setdefault("resumes", previous.get("resumes", 0))
+        record.setdefault("started", previous.get("started", self.started))
+        _write_json_atomic(self.path / "status.json", record)
+
+    def close(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+
+
+def read_status(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_metrics(path: Path) -> list[dict]:
+    log = Path(path) / "metrics.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def read_config(path: Path) -> dict:
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{path} is not a darkroom run folder (no config.json)")
+    return json.loads(config_file.read_text())
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, record: dict) -> None:
+    _write_text_atomic(path, json.dumps(record, indent=2) + "\n")
