@@ -42,10 +42,8 @@ def set_lr_momentum(optimizer: torch.optim.Optimizer, lr: float, momentum: float
             group["momentum"] = momentum
 
 
-def decoupled_decay_(optimizer: torch.optim.Optimizer, decay: float) -> None:
-    """Decoupled weight decay (arXiv:1711.05101) for SGD: w <- w (1 - lr * wd) before the step."""
-    if decay == 0:
-        return
+def decoupled_decay_(optimizer: torch.optim.Optimizer) -> None:
+    """Decoupled weight decay (arXiv:1711.05101) for SGD: w <- w (1 - lr * wd) before the step, per group."""
     with torch.no_grad():
         for group in optimizer.param_groups:
             if group.get("decoupled_decay", 0) > 0:

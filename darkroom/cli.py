@@ -1,0 +1,153 @@
+"""The command table: argv -> Config -> run(cfg). Nothing else lives here; nothing imports this module.
+
+    darkroom train classifier --preset fashion-mnist-cpu
+    darkroom predict runs/classifier-... shoe.png
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from darkroom import config as config_io
+from darkroom.errors import UserError
+
+# task -> module exposing CONFIG (a frozen dataclass), PRESETS (name -> dict of settings) and run(cfg, argv)
+TRAINERS = {
+    "classifier": "darkroom.train.classifier",
+    "gan": "darkroom.train.gan",
+    "cyclegan": "darkroom.train.cyclegan",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag or value in one line, without the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def trainer_module(task: str):
+    return importlib.import_module(TRAINERS[task])
+
+
+def add_train(commands: argparse._SubParsersAction, argv: list[str]) -> None:
+    train = commands.add_parser("train", help="train a classifier, a GAN or a CycleGAN")
+    tasks = train.add_subparsers(dest="task", required=True, parser_class=Parser)
+    wanted = argv[1] if len(argv) > 1 and argv[0] == "train" else None
+    for task in TRAINERS:
+        sub = tasks.add_parser(task, help=f"train a {task}")
+        if task != wanted:  # import only the trainer being run: keeps start-up fast
+            continue
+        module = trainer_module(task)
+        sub.add_argument("--preset", choices=tuple(module.PRESETS), help="named settings; flags override them")
+        sub.add_argument("--config", help="TOML file of settings; flags override it")
+        config_io.add_arguments(sub, module.CONFIG)
+
+
+def run_train(args: argparse.Namespace, argv: list[str]) -> int:
+    module = trainer_module(args.task)
+    values = dict(module.PRESETS[args.preset]) if args.preset else {}
+    if args.config:
+        values.update(config_io.read_toml(module.CONFIG, Path(args.config)))
+    names = {field for field in module.CONFIG.__dataclass_fields__}
+    values.update({key: value for key, value in vars(args).items() if key in names})
+    cfg = config_io.build(module.CONFIG, values)
+    module.run(cfg, argv)
+    return 0
+
+
+def add_use_commands(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a run")
+    kinds = evaluate.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    classifier = kinds.add_parser("classifier", help="test accuracy, loss and per-class accuracy of a classifier run")
+    classifier.add_argument("run", help="classifier run folder")
+    classifier.add_argument("--data-root", help="where the run's data lives, if not where it was trained")
+    classifier.add_argument("--device", default="auto")
+    classifier.add_argument("--json", help="also write the numbers to this JSON file")
+
+    predict = commands.add_parser("predict", help="top-k classes for image files of any size and mode")
+    predict.add_argument("run", help="classifier run folder")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--device", default="auto")
+
+    finder = commands.add_parser("lr-find", help="exponential learning-rate sweep; saves a plot")
+    finder.add_argument("--preset", default="fashion-mnist-cpu")
+    finder.add_argument("--data", default=None)
+    finder.add_argument("--arch", default=None)
+    finder.add_argument("--start", type=float, default=1e-4)
+    finder.add_argument("--end", type=float, default=10.0)
+    finder.add_argument("--steps", type=int, default=100)
+    finder.add_argument("--out", default="lr-find.png")
+    finder.add_argument("--device", default="auto")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from darkroom.dist import pick_device
+    from darkroom.train.classifier_eval import evaluate_run
+
+    if not Path(args.run).exists():
+        raise UserError(f"run folder {args.run} does not exist")
+    result = evaluate_run(args.run, pick_device(args.device), args.data_root)
+    for key, value in result.items():
+        print(f"{key:24s} {value:.4f}" if isinstance(value, float) else f"{key:24s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from darkroom.dist import pick_device
+    from darkroom.train.classifier_eval import predict_files
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
+    for path in args.images:
+        if not Path(path).is_file():
+            raise UserError(f"image file {path} does not exist")
+    for path, top in zip(args.images, predict_files(args.run, args.images, args.top_k, pick_device(args.device))):
+        print(path + "  " + "  ".join(f"{name} {probability:.3f}" for name, probability in top))
+    return 0
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    from darkroom.train.classifier import CONFIG, PRESETS
+    from darkroom.train.lr_find import lr_find
+
+    values = dict(PRESETS[args.preset]) if args.preset in PRESETS else {}
+    values.update({k: v for k, v in (("data", args.data), ("arch", args.arch), ("device", args.device)) if v})
+    result = lr_find(config_io.build(CONFIG, values), args.start, args.end, args.steps, Path(args.out))
+    print(f"suggested learning rate {result['suggested_lr']:.3g} (steepest descent); plot {args.out}")
+    return 0
+
+
+def build_parser(argv: list[str]) -> Parser:
+    parser = Parser(prog="darkroom", description="Fast classifiers, Wasserstein GANs, CycleGAN and honest evaluation.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_train(commands, argv)
+    add_use_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        if args.command == "train":
+            return run_train(args, argv)
+        if args.command == "eval":
+            return run_eval(args)
+        if args.command == "predict":
+            return run_predict(args)
+        if args.command == "lr-find":
+            return run_lr_find(args)
+    except UserError as error:
+        print(f"darkroom: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("darkroom: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0

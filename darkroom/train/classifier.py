@@ -1,0 +1,302 @@
+"""darkroom train classifier: one plain loop, top to bottom (nanoGPT / airbench style).
+
+    darkroom train classifier --data fashion-mnist --preset fashion-mnist-cpu
+    torchrun --nproc_per_node=8 -m darkroom train classifier --data cifar10 --preset wrn_22-dawnbench
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from darkroom import checkpoint, dist, precision, runs
+from darkroom.config import differences, from_dict, option, to_dict
+from darkroom.data import sources
+from darkroom.data.resident import Augment, ResidentImages, channel_stats
+from darkroom.errors import UserError
+from darkroom.nets import CLASSIFIERS
+from darkroom.nets.classifier import whiten_init_
+from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
+from darkroom.schedule import one_cycle_lr, one_cycle_momentum, warmup_cosine, warmup_linear_decay
+from darkroom.train.classifier_eval import evaluate
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    data: str = option("fashion-mnist", "data spec: fashion-mnist, mnist, cifar10, a class folder or a .csv list")
+    data_root: str | None = option(None, "folder holding the data files (else $DARKROOM_DATA, the cache, the Debian path)")
+    sample: float = option(1.0, "fraction of the training set to use, for quick experiments")
+    image_size: int | None = option(None, "resize folder/CSV images to this square size")
+    arch: str = option("cpunet", "net: " + ", ".join(CLASSIFIERS), choices=tuple(CLASSIFIERS))
+    epochs: float = option(5.0, "epochs to train (fractions allowed: a fixed step budget)")
+    batch_size: int = option(256, "global batch size (split over ranks)")
+    optimizer: str = option("sgd", "sgd (momentum, optionally Nesterov) or adamw", choices=("sgd", "adamw"))
+    lr: float = option(0.4, "peak learning rate")
+    schedule: str = option("one-cycle", "one-cycle (fast.ai), linear (warm-up then linear decay) or cosine",
+                           choices=("one-cycle", "linear", "cosine"))
+    div: float = option(20.0, "one-cycle: start/end LR is lr/div")
+    pct: float = option(20.0, "one-cycle: percent of steps in the final annealing phase")
+    mom_max: float = option(0.95, "one-cycle: momentum at the start and end")
+    mom_min: float = option(0.85, "one-cycle: momentum at the LR peak")
+    momentum: float = option(0.9, "momentum for the linear and cosine schedules")
+    warmup: float = option(0.2, "linear/cosine: warm-up fraction of steps")
+    nesterov: bool = option(True, "Nesterov momentum (SGD)")
+    weight_decay: float = option(5e-4, "weight decay")
+    decoupled_wd: bool = option(False, "decoupled weight decay (AdamW style) instead of L2 added to the gradient")
+    exempt_norm_bias: bool = option(True, "no weight decay on norm weights and biases")
+    bias_lr_scale: float = option(1.0, "learning-rate multiplier for biases (airbench uses 64 for BN biases)")
+    label_smoothing: float = option(0.0, "label smoothing (arXiv:1512.00567)")
+    ema: float = option(0.0, "EMA decay of the weights used for evaluation (0 = off)")
+    pad: int = option(2, "reflection padding before the random crop (0 = no crop)")
+    flip: bool = option(True, "random horizontal flips (turn off where a flip changes the label)")
+    alternating_flip: bool = option(False, "airbench's alternating flip: each image flipped every other epoch")
+    tta: str = option("flip", "test-time augmentation: none, flip, or multi (flip and 1-pixel shifts)",
+                      choices=("none", "flip", "multi"))
+    whiten: bool = option(True, "initialise a 2x2 whitening stem from the data (nets that have one)")
+    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
+                            choices=precision.PRECISIONS)
+    channels_last: bool = option(True, "channels_last memory format")
+    compile: bool = option(False, "torch.compile the net")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    seed: int = option(0, "random seed")
+    deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
+    checkpoint_every: int = option(0, "also checkpoint every N steps (0 = at each epoch end only)")
+    on_nan: str = option("stop", "non-finite loss: stop (last good checkpoint kept) or skip the step and count",
+                         choices=("stop", "skip"))
+    out: str | None = option(None, "run folder (default runs/classifier-<time>)")
+    resume: bool = option(False, "continue the run in --out from its last checkpoint")
+    quiet: bool = option(False, "no progress bar")
+
+
+CONFIG = ClassifierConfig
+
+PRESETS: dict[str, dict] = {
+    # darkroom's CPU preset: small whitened net, one-cycle, flip TTA; >= 92% Fashion-MNIST in < 5 min on 2 cores
+    "fashion-mnist-cpu": dict(arch="cpunet", epochs=5.0, batch_size=256, lr=0.4, label_smoothing=0.1, tta="flip"),
+    # the lesson's darknet recipe: lr 1.3, wd 1e-4 coupled, 30 epochs, use_clr_beta (20, 20, 0.95, 0.85)
+    "darknet-lesson": dict(arch="darknet", epochs=30.0, batch_size=256, lr=1.3, weight_decay=1e-4, div=20.0, pct=20.0,
+                           mom_max=0.95, mom_min=0.85, nesterov=False, exempt_norm_bias=False, pad=4, tta="none"),
+    # the benchmark net of REFERENCE.md section 5 (Darknet [1, 2, 2], nf 16)
+    "darknet-small": dict(arch="darknet_small", epochs=2.0, batch_size=256, lr=0.4, pad=2, tta="none"),
+    # DAWNBench 2018: wrn_22, 35 epochs, one-cycle
+    "wrn_22-dawnbench": dict(arch="wrn_22", epochs=35.0, batch_size=512, lr=0.8, weight_decay=5e-4, pad=4, tta="flip"),
+    # GPU speed preset: airbench94's techniques (whitening, dirac init, BN-bias LR x64, label smoothing 0.2,
+    # alternating flip, EMA, multi-view TTA, warm-up + linear decay, Nesterov SGD, batch 1024)
+    "fastnet-gpu": dict(arch="fastnet", epochs=10.0, batch_size=1024, optimizer="sgd", lr=0.2, schedule="linear",
+                        warmup=0.2, momentum=0.85, nesterov=True, weight_decay=5e-4, bias_lr_scale=64.0,
+                        label_smoothing=0.2, alternating_flip=True, ema=0.0, tta="multi", pad=2),
+}
+
+
+def lr_momentum_at(cfg: ClassifierConfig, step: int, total: int) -> tuple[float, float]:
+    if cfg.schedule == "one-cycle":
+        return (one_cycle_lr(step, total, cfg.lr, cfg.div, cfg.pct),
+                one_cycle_momentum(step, total, cfg.mom_max, cfg.mom_min, cfg.pct))
+    shape = warmup_linear_decay if cfg.schedule == "linear" else warmup_cosine
+    return shape(step, total, cfg.lr, cfg.warmup), cfg.momentum
+
+
+def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.exempt_norm_bias, cfg.bias_lr_scale)
+    if cfg.optimizer == "adamw":  # AdamW's decay is decoupled already
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.mom_max, 0.99))
+    if cfg.decoupled_wd:  # torch's SGD has no decoupled decay: the step applies it (optim.decoupled_decay_)
+        for group in groups:
+            group["decoupled_decay"], group["weight_decay"] = group["weight_decay"], 0.0
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.mom_max, nesterov=cfg.nesterov)
+
+
+def load_data(cfg: ClassifierConfig) -> tuple:
+    train = sources.load(cfg.data, "train", cfg.data_root, cfg.sample, cfg.seed, cfg.image_size)
+    test = sources.load(cfg.data, "test", cfg.data_root, 1.0, cfg.seed, cfg.image_size)
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise UserError(f"train images are {tuple(train.images.shape[1:])} but test images are "
+                        f"{tuple(test.images.shape[1:])}; pass --image-size")
+    bad = train.labels[(train.labels < 0) | (train.labels >= len(train.classes))]
+    if bad.numel():
+        raise UserError(f"{train.source} has label {int(bad[0])}, outside 0..{len(train.classes) - 1}")
+    return train, test
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
+               precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[float, bool]:
+    """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted."""
+    with precision.autocast(info.device, precision_name):
+        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+    if not torch.isfinite(loss.detach()).all() and precision_name != "fp16":
+        optimizer.zero_grad(set_to_none=True)
+        return float("nan"), False
+    scaler.scale(loss).backward()
+    decoupled_decay_(optimizer)
+    scale_before = scaler.get_scale() if scaler.is_enabled() else 1.0
+    scaler.step(optimizer)  # fp16: skipped inside when gradients overflowed (dynamic loss scaling)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
+    return loss.item(), stepped
+
+
+def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
+    """Train, evaluate each epoch, checkpoint, and return the final metrics."""
+    info = dist.setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    precision_name = precision.resolve(cfg.precision, info.device)
+    if cfg.batch_size % info.world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {info.world_size} ranks")
+
+    train, test = load_data(cfg)
+    mean, std = channel_stats(train.images)
+    channels, size = train.images.shape[1], train.images.shape[2]
+    train_set = ResidentImages(train, info.device, mean, std, cfg.batch_size, info.rank, info.world_size, cfg.channels_last)
+    test_set = ResidentImages(test, info.device, mean, std, 1000, info.rank, info.world_size, cfg.channels_last)
+    augment = Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip)
+
+    model = CLASSIFIERS[cfg.arch](channels, len(train.classes))
+    stem = model[0] if isinstance(model[0], nn.Conv2d) and model[0].kernel_size == (2, 2) else None
+    if stem is not None and cfg.whiten:
+        whiten_init_(stem, train_set.normalise(train_set.images[:5000]).float().contiguous().cpu())
+    model = precision.to_memory_format(model.to(info.device), cfg.channels_last)
+    optimizer = build_optimizer(cfg, model)
+    scaler = precision.make_scaler(precision_name, info.device)
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+
+    steps_per_epoch = train_set.steps_per_epoch()
+    if steps_per_epoch == 0:
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(train_set)} training images")
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    data_generator = torch.Generator(device=info.device).manual_seed(cfg.seed)
+
+    run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("classifier")))
+    cfg = replace(cfg, out=run_dir)
+    folder = runs.RunFolder(run_dir, "classifier") if info.is_main else None
+    state = {"step": 0, "epoch": 0, "order": None, "skipped": 0, "log_lines": 0, "best_acc": 0.0, "train_time": 0.0}
+    if cfg.resume and (folder.checkpoint_path if folder else Path(run_dir) / "checkpoints" / "last.pt").exists():
+        state = restore(cfg, run_dir, model, optimizer, scaler, ema, data_generator)
+        if folder:
+            folder.truncate_log(state["log_lines"])
+            folder.set_status("running", resumes=runs.read_status(run_dir).get("resumes", 0) + 1)
+        print_main(info, f"resumed {run_dir} at epoch {state['epoch']}, step {state['step']} of {total_steps}")
+    elif folder:
+        if folder.checkpoint_path.exists():
+            raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
+        folder.write_config(to_dict(cfg), argv)
+        folder.set_status("running", resumes=0)
+    meta = {"classes": train.classes, "mean": mean, "std": std, "channels": channels, "image_size": size}
+
+    net = nn.parallel.DistributedDataParallel(model) if info.distributed else model
+    net = precision.maybe_compile(net, cfg.compile)
+    print_main(info, f"training {cfg.arch} on {train.source} ({len(train)} images, {channels}x{size}x{size}) for "
+               f"{total_steps} steps, batch {cfg.batch_size} on {info.world_size} x {info.device.type}, {precision_name}")
+    started = time.time()
+    result: dict = {}
+    while state["step"] < total_steps:
+        epoch = state["step"] // steps_per_epoch
+        first = state["step"] - epoch * steps_per_epoch
+        if first == 0 or state["order"] is None:
+            state["order"] = train_set.epoch_order(data_generator)
+        last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+        bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
+        epoch_start, losses = time.time(), []
+        net.train()
+        for step_in_epoch in bar:
+            lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
+            set_lr_momentum(optimizer, lr, momentum)
+            x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, augment, data_generator)
+            loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler)
+            if math.isnan(loss) and cfg.on_nan == "stop":
+                raise UserError(f"the training loss became non-finite at step {state['step']}; the last good checkpoint "
+                                f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
+            state["skipped"] += 0 if stepped and not math.isnan(loss) else 1
+            if ema is not None:
+                ema.update(model)
+            losses.append(loss)
+            state["step"] += 1
+            if not cfg.quiet and info.is_main and len(losses) % 5 == 0:
+                rate = len(losses) * cfg.batch_size / max(1e-9, time.time() - epoch_start)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
+                save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
+        bar.close()
+        state["train_time"] += time.time() - epoch_start
+        if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
+            result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, losses, state, epoch,
+                               steps_per_epoch, started, folder)
+            state["order"] = None
+            save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
+    if folder:
+        folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
+        folder.close()
+    print_main(info, f"done: test accuracy {result.get('test_acc', float('nan')):.4f} after {state['step']} steps, "
+               f"{state['train_time']:.1f} s training; run folder {run_dir}")
+    dist.cleanup()
+    return {**result, "run_dir": run_dir}
+
+
+def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: ResidentImages,
+              augment: Augment, losses: list[float], state: dict, epoch: int, steps_per_epoch: int,
+              started: float, folder: runs.RunFolder | None) -> dict:
+    precision_name = precision.resolve(cfg.precision, info.device)
+    tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
+    test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
+    finite = [value for value in losses if math.isfinite(value)]
+    record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sum(finite) / max(1, len(finite)),
+              "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
+              "elapsed": time.time() - started, "skipped_steps": state["skipped"],
+              "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"])}
+    print_main(info, f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.4f}  test loss {test_loss:.4f}  "
+               f"acc {test_acc:.4f}  {record['train_time']:.1f}s")
+    if folder:
+        folder.log(record)
+        state["log_lines"] = folder.log_length()
+    return record
+
+
+def save(folder: runs.RunFolder | None, cfg: ClassifierConfig, model: nn.Module, optimizer, scaler, ema, data_generator,
+         state: dict, meta: dict) -> None:
+    if folder is None:
+        return
+    checkpoint.save({
+        "task": "classifier", "config": to_dict(cfg), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "ema": ema.model.state_dict() if ema else None, "data_generator": data_generator.get_state(),
+        "rng": checkpoint.rng_state(), "state": {k: v for k, v in state.items() if k != "order"},
+        "order": state["order"], "meta": meta,
+    }, folder.checkpoint_path)
+
+
+def restore(cfg: ClassifierConfig, run_dir: str, model, optimizer, scaler, ema, data_generator) -> dict:
+    saved = checkpoint.load(Path(run_dir) / "checkpoints" / "last.pt")
+    changed = differences(from_dict(ClassifierConfig, saved["config"]), cfg, ignore=("resume", "out", "quiet", "device"))
+    if changed:
+        raise UserError(f"--{changed[0].replace('_', '-')} differs from the run being resumed in {run_dir}; "
+                        "resume with the same settings")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    if ema is not None and saved["ema"] is not None:
+        ema.model.load_state_dict(saved["ema"])
+    data_generator.set_state(saved["data_generator"])
+    checkpoint.set_rng_state(saved["rng"])
+    state = dict(saved["state"])
+    state["order"] = saved["order"].to(model_device(model)) if saved["order"] is not None else None
+    return state
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def print_main(info: dist.DistInfo, message: str) -> None:
+    if info.is_main:
+        tqdm.write(message)
