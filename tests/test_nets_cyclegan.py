@@ -1,0 +1,141 @@
+"""CycleGAN nets: any-size translation, reference parameter counts, checkpointed blocks, PatchGAN shapes."""
+import pytest
+import torch
+from torch import nn
+
+from darkroom.errors import UserError
+from darkroom.nets import cyclegan
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # small nets: one thread is faster than two and immune to a busy machine's contention
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("size", [28, 64, 100, 256])
+@pytest.mark.parametrize("in_channels,out_channels", [(1, 1), (3, 3), (1, 3)])
+@pytest.mark.parametrize("upsample", cyclegan.UPSAMPLES)
+def test_translation_keeps_the_input_shape(size, in_channels, out_channels, upsample):
+    G = cyclegan.resnet_generator(in_channels, out_channels, ngf=2, n_blocks=1, upsample=upsample)
+    x = torch.randn(1, in_channels, size, size)
+    with torch.no_grad():
+        y = cyclegan.translate_any_size(G, x)
+    assert y.shape == (1, out_channels, size, size)
+    assert y.abs().max() <= 1
+
+
+@pytest.mark.parametrize("height,width", [(30, 17), (5, 9), (257, 64)])
+def test_translation_of_non_square_odd_sizes(height, width):
+    G = cyclegan.resnet_generator(3, 3, ngf=2, n_blocks=1)
+    with torch.no_grad():
+        assert cyclegan.translate_any_size(G, torch.randn(2, 3, height, width)).shape == (2, 3, height, width)
+
+
+def test_translation_of_a_multiple_of_4_is_the_plain_generator():
+    G = cyclegan.resnet_generator(3, 3, ngf=2, n_blocks=1)
+    x = torch.randn(1, 3, 32, 36)
+    with torch.no_grad():
+        assert torch.equal(cyclegan.translate_any_size(G, x), G(x))
+
+
+def test_translation_crops_the_padded_result():
+    # a 30 px image is reflect-padded by 1 on each side to 32: the output is the centre of G(padded)
+    G = cyclegan.resnet_generator(1, 1, ngf=2, n_blocks=1)
+    x = torch.randn(1, 1, 30, 30)
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    with torch.no_grad():
+        assert torch.equal(cyclegan.translate_any_size(G, x), G(padded)[..., 1:31, 1:31])
+
+
+def test_too_small_images_are_user_errors():
+    with pytest.raises(UserError):
+        cyclegan.translate_any_size(cyclegan.resnet_generator(1, 1, ngf=2, n_blocks=1), torch.randn(1, 1, 4, 32))
+
+
+def test_reference_parameter_counts():
+    # junyanz ResnetGenerator(3, 3, 64, norm='instance', n_blocks=9) and NLayerDiscriminator(3, 64, 3):
+    # every conv has a bias because the norm is InstanceNorm2d (affine=False adds no parameters).
+    # G: c7s1-64 9,472; downs 73,856 + 295,168; 9 blocks x 2 x 590,080; ups 295,040 + 73,792; c7s1-3 9,411.
+    # D: 3,136 + 131,200 + 524,544 + 2,097,664 (stride 1) + 8,193.
+    assert n_params(cyclegan.GENERATORS["resnet_9blocks"](3, 3)) == 11_378_179
+    assert n_params(cyclegan.GENERATORS["resnet_6blocks"](3, 3)) == 11_378_179 - 3 * 2 * 590_080
+    assert n_params(cyclegan.DISCRIMINATORS["basic"](3)) == 2_764_737
+
+
+def test_generator_layout():
+    G = cyclegan.resnet_generator(3, 3, ngf=4, n_blocks=2)
+    norms = [m for m in G.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and all(not m.affine and not m.track_running_stats for m in norms)
+    assert sum(isinstance(m, cyclegan.ResidualBlock) for m in G) == 2
+    assert isinstance(G[-1][-1], nn.Tanh)
+    pads = [m for m in G.modules() if isinstance(m, nn.ReflectionPad2d)]
+    assert [p.padding[0] for p in pads] == [3, 1, 1, 1, 1, 3]
+
+
+def test_patchgan_sees_30x30_patches_at_256_and_has_no_norm_first():
+    D = cyclegan.patchgan_discriminator(3, ndf=4)
+    assert D(torch.randn(2, 3, 256, 256)).shape == (2, 1, 30, 30)
+    assert [type(m) for m in D[0]] == [nn.Conv2d, nn.LeakyReLU]
+    assert all(isinstance(D[i][1], nn.InstanceNorm2d) for i in (1, 2, 3))
+    assert [D[i][0].stride[0] for i in range(4)] + [D[4].stride[0]] == [2, 2, 2, 1, 1]
+
+
+def test_patchgan_receptive_field_is_70():
+    # the gradient of one output patch reaches exactly a 70x70 window of the input (instance norm
+    # removed: its per-image mean and variance would spread the gradient over the whole image)
+    torch.manual_seed(0)
+    D = cyclegan.patchgan_discriminator(1, ndf=2)
+    for i in (1, 2, 3):
+        D[i][1] = nn.Identity()
+    x = torch.randn(1, 1, 128, 128, requires_grad=True)
+    D(x)[0, 0, 6, 6].backward()
+    rows = x.grad[0, 0].abs().sum(1).nonzero()
+    cols = x.grad[0, 0].abs().sum(0).nonzero()
+    assert rows.max() - rows.min() + 1 == 70 and cols.max() - cols.min() + 1 == 70
+
+
+def forward_saving(G: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """G(x) and the number of elements autograd saved for backward."""
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        y = G(x)
+    return y, sum(saved)
+
+
+def test_checkpointed_blocks_give_identical_outputs_and_grads():
+    torch.manual_seed(0)
+    plain = cyclegan.resnet_generator(3, 3, ngf=4, n_blocks=2)
+    lean = cyclegan.resnet_generator(3, 3, ngf=4, n_blocks=2, checkpoint_blocks=True)
+    lean.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    y_plain, saved_plain = forward_saving(plain, x)
+    y_lean, saved_lean = forward_saving(lean, x)
+    assert torch.equal(y_plain, y_lean)
+    assert saved_lean < saved_plain  # the blocks' inner activations were not kept
+    y_plain.square().mean().backward()
+    y_lean.square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), lean.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    assert cyclegan.set_checkpointing_(plain, True) is plain
+    assert all(m.checkpoint for m in plain.modules() if isinstance(m, cyclegan.ResidualBlock))
+
+
+def test_init_is_normal_002_with_zero_bias():
+    torch.manual_seed(0)
+    G = cyclegan.GENERATORS["resnet_9blocks"](3, 3)
+    weight = G[3].branch[1].weight  # (256, 256, 3, 3)
+    assert abs(weight.std().item() - 0.02) < 0.001
+    assert all(torch.all(m.bias == 0) for m in G.modules() if isinstance(m, nn.Conv2d))
