@@ -135,16 +135,15 @@ def dcgan_generator(size: int, channels: int = 3, nz: int = 100, ngf: int = 64, 
     base = base_grid(build)
     n_doublings = (build // base).bit_length() - 1  # build == base * 2**n_doublings
     width = ngf * 2 ** (n_doublings - 1)  # lesson: 8 * ngf = 512 at 64 px
-    relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+    relu = functools.partial(nn.ReLU, inplace=True)
     layers: list[nn.Module] = [NoiseToGrid(),
                                _block(nn.ConvTranspose2d(nz, width, base, 1, 0, bias=False), norm, relu(), order)]
     grid = base  # (B, width, base, base)
     while grid < build // 2:
         layers.append(_block(_upsample_conv(width, width // 2, upsample), norm, relu(), order))
         width, grid = width // 2, grid * 2
-    extra = (lambda: nn.ConvTranspose2d(width, width, 3, 1, 1, bias=False)) if upsample == "deconv" \
-        else (lambda: nn.Conv2d(width, width, 3, 1, 1, bias=False))
-    layers += [_block(extra(), norm, relu(), order) for _ in range(n_extra_layers)]
+    extra = nn.ConvTranspose2d if upsample == "deconv" else nn.Conv2d  # same shapes; the lesson used deconvs
+    layers += [_block(extra(width, width, 3, 1, 1, bias=False), norm, relu(), order) for _ in range(n_extra_layers)]
     layers.append(_upsample_conv(width, channels, upsample))  # (B, channels, build, build)
     if build != size:
         layers.append(CenterCrop(size))  # (B, channels, size, size)
@@ -164,7 +163,7 @@ def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: in
     _check("block order", order, ORDERS)
     build = built_size(size)
     base = base_grid(build)
-    lrelu = lambda: nn.LeakyReLU(0.2, inplace=True)  # noqa: E731
+    lrelu = functools.partial(nn.LeakyReLU, 0.2, inplace=True)
     layers: list[nn.Module] = []
     if build != size:
         # a constant pad is an isometry of the input space, so the Lipschitz constraint in size x size pixels
