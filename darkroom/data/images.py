@@ -52,8 +52,8 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
 
 
-def _decode(source: str | os.PathLike | io.BytesIO, name: str, mode: str) -> Image.Image:
-    if mode not in MODES:
+def _decode(source: str | os.PathLike | io.BytesIO, name: str, mode: str | None) -> Image.Image:
+    if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
     try:
         with warnings.catch_warnings():
@@ -61,7 +61,8 @@ def _decode(source: str | os.PathLike | io.BytesIO, name: str, mode: str) -> Ima
             with Image.open(source) as opened:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)  # phone photos store rotation in EXIF
-                image = _flatten(image).convert(mode)
+                image = _flatten(image)
+                image = image.convert(mode or image.mode)  # a copy that outlives the file
                 image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImage(f"{name} is too large to decode safely ({error})") from None
@@ -75,12 +76,15 @@ def _decode(source: str | os.PathLike | io.BytesIO, name: str, mode: str) -> Ima
     return image
 
 
-def open_image(path: str | os.PathLike, mode: str) -> Image.Image:
-    """Decode the image file at `path` as mode 'L' or 'RGB' (a fully loaded copy; the file is closed)."""
+def open_image(path: str | os.PathLike, mode: str | None) -> Image.Image:
+    """Decode the image file at `path` as mode 'L' or 'RGB' (a fully loaded copy; the file is closed).
+
+    mode None keeps the file's nature: 'L' for grayscale files (1, L, LA, I;16...), else 'RGB'.
+    """
     return _decode(path, shown(path), mode)
 
 
-def decode_image(data: bytes, name: str, mode: str) -> Image.Image:
+def decode_image(data: bytes, name: str, mode: str | None) -> Image.Image:
     """Decode encoded image bytes (PNG, JPEG, WebP, ...) as 'L' or 'RGB'; `name` is used in errors."""
     return _decode(io.BytesIO(data), name, mode)
 
