@@ -6,6 +6,7 @@ exactly (nets, optimizers, scaler, counters, RNG states, resolved config).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import random
@@ -21,9 +22,11 @@ def save(state: dict, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialise first, so a failing disk surfaces as a plain OSError below
     try:
         with open(tmp, "wb") as handle:
-            torch.save(state, handle)
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -115,7 +115,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_lr_find(args: argparse.Namespace) -> int:
     from darkroom.train.classifier import CONFIG, PRESETS
-    from darkroom.train.lr_find import lr_find
+    from darkroom.train.classifier_lr_find import lr_find
 
     values = dict(PRESETS[args.preset]) if args.preset in PRESETS else {}
     values.update({k: v for k, v in (("data", args.data), ("arch", args.arch), ("device", args.device)) if v})
@@ -124,11 +124,26 @@ def run_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="the main job on Fashion-MNIST at a CPU-sized budget")
+    demo.add_argument("--quick", action="store_true", help="a first look in a fraction of the time")
+    demo.add_argument("--out", default=None, help="demo folder (default runs/demo-<time>)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from darkroom.demo import run_demo as demo
+    from darkroom.runs import default_run_dir
+
+    demo(Path(args.out) if args.out else default_run_dir("demo"), args.quick)
+    return 0
+
+
 def build_parser(argv: list[str]) -> Parser:
     parser = Parser(prog="darkroom", description="Fast classifiers, Wasserstein GANs, CycleGAN and honest evaluation.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train(commands, argv)
     add_use_commands(commands)
+    add_demo(commands)
     return parser
 
 
@@ -144,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_predict(args)
         if args.command == "lr-find":
             return run_lr_find(args)
+        if args.command == "demo":
+            return run_demo(args)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2

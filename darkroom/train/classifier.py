@@ -32,6 +32,7 @@ class ClassifierConfig:
     data: str = option("fashion-mnist", "data spec: fashion-mnist, mnist, cifar10, a class folder or a .csv list")
     data_root: str | None = option(None, "folder holding the data files (else $DARKROOM_DATA, the cache, the Debian path)")
     sample: float = option(1.0, "fraction of the training set to use, for quick experiments")
+    test_sample: float = option(1.0, "fraction of the test set to evaluate on, for quick experiments")
     image_size: int | None = option(None, "resize folder/CSV images to this square size")
     arch: str = option("cpunet", "net: " + ", ".join(CLASSIFIERS), choices=tuple(CLASSIFIERS))
     epochs: float = option(5.0, "epochs to train (fractions allowed: a fixed step budget)")
@@ -114,7 +115,7 @@ def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Opti
 
 def load_data(cfg: ClassifierConfig) -> tuple:
     train = sources.load(cfg.data, "train", cfg.data_root, cfg.sample, cfg.seed, cfg.image_size)
-    test = sources.load(cfg.data, "test", cfg.data_root, 1.0, cfg.seed, cfg.image_size)
+    test = sources.load(cfg.data, "test", cfg.data_root, cfg.test_sample, cfg.seed, cfg.image_size)
     if train.images.shape[1:] != test.images.shape[1:]:
         raise UserError(f"train images are {tuple(train.images.shape[1:])} but test images are "
                         f"{tuple(test.images.shape[1:])}; pass --image-size")

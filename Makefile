@@ -1,0 +1,43 @@
+# darkroom: the README's commands. Each target creates .venv and installs what it needs on first use.
+# PyTorch is installed explicitly (the CPU wheel 2.13.0 here); with a GPU, install your CUDA build of torch
+# into .venv first (or set VENV to an environment that has it) and nothing here replaces it.
+VENV ?= .venv
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.darkroom-installed
+SMOKE ?=
+
+.PHONY: install demo demo-quick test test-fast bench bench-gpu bench-gpu-prepare clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/darkroom demo
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/darkroom demo --quick
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_cpu
+
+bench-gpu-prepare: $(STAMP)
+	$(PY) -m benchmarks.gpu_prepare
+
+bench-gpu:
+	python3 -m benchmarks.gpu $(if $(SMOKE),--smoke,)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,97 @@
+"""The classifier end to end through the command line: train, eval, predict, and one-sentence errors."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import needs_fashion, run_cli
+
+QUICK = ["--data", "fashion-mnist", "--sample", "0.05", "--test-sample", "0.1", "--epochs", "2", "--batch-size", "100",
+         "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "clf"
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@needs_fashion
+def test_train_writes_run_folder_and_learns(trained):
+    out, result = trained
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert lines[-1]["test_acc"] > 0.6  # 3,000 images, 2 epochs: far above the 0.1 of chance
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["arch"] == "cpunet" and config["config"]["sample"] == 0.05
+    assert json.loads((out / "status.json").read_text())["status"] == "finished"
+    assert f"run folder {out}" in result.stdout and "test accuracy" in result.stdout
+
+
+@needs_fashion
+def test_eval_matches_training_report(trained, tmp_path):
+    out, _ = trained
+    result = run_cli(["eval", "classifier", str(out), "--json", str(tmp_path / "e.json")])
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads((tmp_path / "e.json").read_text())
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert numbers["n"] == 10000  # eval uses the full test split
+    assert abs(numbers["test_acc"] - last["test_acc"]) < 0.05
+    assert "acc_sneaker" in numbers
+
+
+@needs_fashion
+def test_predict_any_size_and_mode(trained, tmp_path):
+    out, _ = trained
+    from darkroom.data.idx import load_idx_dataset
+    test = load_idx_dataset("fashion-mnist", "test")
+    trouser = test.images[test.labels == 1][0, 0].numpy()
+    big = Image.fromarray(trouser).resize((100, 77)).convert("RGBA")  # other size, other mode
+    big.save(tmp_path / "trouser.png")
+    Image.fromarray(np.stack([trouser] * 3, -1)).convert("P").save(tmp_path / "trouser_p.png")
+    result = run_cli(["predict", str(out), str(tmp_path / "trouser.png"), str(tmp_path / "trouser_p.png"), "--top-k", "2"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.split()[1] == "trouser" for line in lines)
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (["train", "classifier", "--arch", "resnet1000"], "--arch"),
+    (["train", "classifier", "--data", "/no/such/folder"], "/no/such/folder"),
+    (["train", "classifier", "--lr", "fast"], "--lr"),
+    (["train", "classifier", "--bogus-flag", "1"], "--bogus-flag"),
+    (["eval", "classifier", "/no/such/run"], "/no/such/run"),
+    (["predict", "/no/such/run", "x.png"], "x.png"),
+])
+def test_user_mistakes_are_one_sentence(args, culprit):
+    result = run_cli(args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert culprit in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@needs_fashion
+def test_corrupt_idx_file_is_named(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 5)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x00")
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"")
+    result = run_cli(["train", "classifier", "--data-root", str(tmp_path), "--quiet"])
+    assert result.returncode == 2 and "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_fashion
+def test_existing_run_refused_without_resume(trained):
+    out, _ = trained
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out)])
+    assert result.returncode == 2 and "--resume" in result.stderr
+
+
+@needs_fashion
+def test_lr_find_writes_plot(tmp_path):
+    result = run_cli(["lr-find", "--steps", "30", "--out", str(tmp_path / "lr.png")])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "lr.png").stat().st_size > 1000 and "suggested learning rate" in result.stdout

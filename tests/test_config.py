@@ -1,0 +1,43 @@
+"""Config: flags, TOML and presets resolve in order; bad values are one-sentence user errors."""
+import argparse
+
+import pytest
+
+from darkroom import config
+from darkroom.errors import UserError
+from darkroom.train.classifier import ClassifierConfig
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser, ClassifierConfig)
+    return parser.parse_args(argv)
+
+
+def test_flags_override_toml_override_defaults(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('lr = 0.1\nepochs = 3\nnesterov = false\n')
+    cfg = config.from_sources(ClassifierConfig, parse(["--lr", "0.5", "--no-flip"]), str(toml))
+    assert (cfg.lr, cfg.epochs, cfg.nesterov, cfg.flip) == (0.5, 3, False, False)
+    assert cfg.batch_size == ClassifierConfig().batch_size
+
+
+def test_round_trip_through_dict():
+    cfg = ClassifierConfig(lr=0.3, arch="darknet")
+    assert config.from_dict(ClassifierConfig, config.to_dict(cfg)) == cfg
+
+
+def test_unknown_key_and_bad_choice_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="--learning-rat"):
+        config.build(ClassifierConfig, {"learning_rat": 1})
+    with pytest.raises(UserError, match="--arch must be one of"):
+        config.build(ClassifierConfig, {"arch": "resnet1000"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 1")
+    with pytest.raises(UserError, match="not valid TOML"):
+        config.read_toml(ClassifierConfig, bad)
+
+
+def test_differences_names_changed_fields():
+    a, b = ClassifierConfig(), ClassifierConfig(lr=9.0, out="x")
+    assert config.differences(a, b, ignore=("out",)) == ["lr"]
