@@ -5,6 +5,7 @@ that refuses members escaping the destination (absolute paths, `..`, outside lin
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -156,6 +157,22 @@ def _check_link(archive: Path, root: str, name: str, target: str, link: str, har
         raise UserError(f"{archive} holds {kind} {name!r} -> {link!r} pointing outside {root}; refusing to extract it")
 
 
+def _verify_link(archive: Path, root: str, name: str, target: str) -> None:
+    """After a symlink is made: refuse (and remove) one that loops or, as resolved on disk, leads outside."""
+    if not os.path.islink(target):
+        raise UserError(f"{archive} holds symlink {name!r} that did not extract as a link; refusing it")
+    try:
+        resolved = os.path.realpath(target, strict=True)
+    except FileNotFoundError:  # dangling inside dest is harmless; resolve what exists
+        resolved = os.path.realpath(target)
+    except OSError:
+        os.unlink(target)
+        raise UserError(f"{archive} holds symlink {name!r} that loops; refusing to extract it") from None
+    if not _inside(root, resolved):
+        os.unlink(target)
+        raise UserError(f"{archive} holds symlink {name!r} that resolves outside {root}; refusing to extract it")
+
+
 def _extract_tar(archive: Path, root: str) -> list[Path]:
     try:
         tar = tarfile.open(archive)
@@ -174,10 +191,21 @@ def _extract_tar(archive: Path, root: str) -> list[Path]:
             target = _check_name(archive, root, member.name)
             if member.issym() or member.islnk():
                 _check_link(archive, root, member.name, target, member.linkname, member.islnk())
+            if target == root and not member.isdir():
+                raise UserError(f"{archive} holds member {member.name!r} that names the destination itself")
+            if target == root:
+                continue
+            # Extract under the normalised name, so what tarfile writes is exactly the path checked above.
+            member = copy.copy(member)
+            member.name = os.path.relpath(target, root)
             try:
                 tar.extract(member, root, set_attrs=not member.issym(), filter="data")
             except tarfile.FilterError as error:
                 raise UserError(f"{archive} holds unsafe member {member.name!r} ({error}); refusing to extract it") from None
+            except (OSError, tarfile.TarError) as error:  # odd but harmless names ("a/../a"), a full disk, a truncated archive
+                raise UserError(f"could not extract member {member.name!r} of {archive} ({error})") from None
+            if member.issym():
+                _verify_link(archive, root, member.name, target)
             extracted.append(Path(target))
     return extracted
 
@@ -200,7 +228,14 @@ def _extract_zip(archive: Path, root: str) -> list[Path]:
                 if link is not None:
                     _check_link(archive, root, info.filename, target, link, hard=False)
                 if second_pass:
-                    extracted.append(_write_zip_member(bundle, info, target, link))
+                    try:
+                        written = _write_zip_member(bundle, info, target, link)
+                    except (OSError, zipfile.BadZipFile) as error:
+                        raise UserError(f"could not extract member {info.filename!r} of {archive} ({error})") from None
+                    if link is not None:
+                        _verify_link(archive, root, info.filename, target)
+                    if target != root:
+                        extracted.append(written)
     return extracted
 
 
