@@ -133,6 +133,35 @@ def test_stale_partial_file_restarts_from_zero(server, tmp_path):
     assert Handler.log == [("/good", "bytes=1000-"), ("/good", None)]
 
 
+def test_partial_file_restarts_when_server_ignores_range(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.with_suffix(".bin.part").write_bytes(PAYLOAD[:5000])
+    download(server + "/norange", dest, md5=MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD  # not PAYLOAD[:5000] + PAYLOAD
+    assert Handler.log == [("/norange", "bytes=5000-")]
+
+
+def test_stale_destination_is_replaced(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"an older, different file")
+    download(server + "/good", dest, md5=MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_simultaneous_downloads_fetch_once(server, tmp_path):
+    """torchrun ranks call download() together: the folder lock makes one fetch and the others reuse it."""
+    dest = tmp_path / "data.bin"
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(download(server + "/good", dest, md5=MD5, progress=False)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [dest] * 4 and dest.read_bytes() == PAYLOAD
+    assert Handler.log == [("/good", None)]
+
+
 def test_oversized_partial_file_restarts_after_416(server, tmp_path):
     dest = tmp_path / "data.bin"
     dest.with_suffix(".bin.part").write_bytes(b"x" * (len(PAYLOAD) + 5))

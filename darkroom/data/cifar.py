@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from darkroom.data.arrays import ImageArrays
-from darkroom.data.download import cache_dir, download as fetch, safe_extract
+from darkroom.data.download import cache_dir, download as fetch, folder_lock, safe_extract
 from darkroom.errors import UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -107,9 +107,16 @@ def _candidate_dirs(root: Path | None) -> list[Path]:
     return dirs + [cache_dir() / "cifar10"]
 
 
-def _extract(tarball: Path, into: Path) -> Path:
-    """Extract the tarball's batch folder into `into` via a temporary folder, so a half-done extraction never counts."""
-    into.mkdir(parents=True, exist_ok=True)
+def _extract(tarball: Path, into: Path, split: str) -> Path:
+    """Extract the tarball's batch folder into `into` via a temporary folder, so a half-done extraction never
+    counts; under a lock, so ranks started together extract once."""
+    with folder_lock(into):
+        if batch_files(into / FOLDER, split):  # another process extracted it while this one waited
+            return into / FOLDER
+        return _extract_locked(tarball, into)
+
+
+def _extract_locked(tarball: Path, into: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=into))
     try:
         safe_extract(tarball, scratch)
@@ -132,14 +139,14 @@ def locate(split: str, root: Path | None, download: bool) -> Path:
             return folder
         if (directory / TARBALL).is_file():
             try:
-                return _extract(directory / TARBALL, directory)
+                return _extract(directory / TARBALL, directory, split)
             except PermissionError:  # a read-only data folder: extract into the cache instead
-                return _extract(directory / TARBALL, cache_dir() / "cifar10")
+                return _extract(directory / TARBALL, cache_dir() / "cifar10", split)
     if not download:
         where = f"in {root}" if root is not None else "(pass a data root, set $DARKROOM_DATA, or allow the download)"
         raise UserError(f"CIFAR-10 ({FOLDER}/ or {TARBALL}) not found {where}")
     target = cache_dir() / "cifar10"
-    return _extract(fetch(URL, target / TARBALL, md5=MD5), target)
+    return _extract(fetch(URL, target / TARBALL, md5=MD5), target, split)
 
 
 def load_cifar10(split: str, root: Path | None = None, download: bool = True) -> ImageArrays:

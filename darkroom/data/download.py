@@ -5,6 +5,7 @@ that refuses members escaping the destination (absolute paths, `..`, outside lin
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -15,9 +16,15 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from darkroom.errors import UserError
 
@@ -90,6 +97,22 @@ def _fetch_once(url: str, part: Path, progress: bool) -> int | None:
     return total
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on its descriptor; no file left behind), so that processes
+    started together (torchrun ranks) download or extract into it one at a time. A no-op where flock is missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 def download(url: str, dest: Path, md5: str | None = None, sha256: str | None = None, progress: bool = True) -> Path:
     """Fetch `url` to `dest` (resuming a previous `.part`), checking md5/sha256 before moving it into place.
 
@@ -98,7 +121,13 @@ def download(url: str, dest: Path, md5: str | None = None, sha256: str | None = 
     dest = Path(dest)
     if dest.is_file() and _mismatch(dest, md5, sha256) is None:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(dest.parent):
+        if dest.is_file() and _mismatch(dest, md5, sha256) is None:  # another process just fetched it
+            return dest
+        return _download_locked(url, dest, md5, sha256, progress)
+
+
+def _download_locked(url: str, dest: Path, md5: str | None, sha256: str | None, progress: bool) -> Path:
     part = dest.with_suffix(dest.suffix + ".part")
     restarted = False
     attempt = 0

@@ -166,14 +166,17 @@ class UnpairedFolders:
 
     @staticmethod
     def _extract(archive: Path) -> Path:
-        from darkroom.data.download import safe_extract
+        from darkroom.data.download import folder_lock, safe_extract
 
         target = archive.with_suffix("")
-        if not target.is_dir():  # extract beside it, then rename, so an interrupted extraction never counts
-            scratch = target.with_name(f".{target.name}.extracting")
-            shutil.rmtree(scratch, ignore_errors=True)
-            safe_extract(archive, scratch)
-            os.replace(scratch, target)
+        if target.is_dir():
+            return target
+        with folder_lock(archive.parent):  # ranks started together extract once
+            if not target.is_dir():  # extract beside it, then rename, so an interrupted extraction never counts
+                scratch = target.with_name(f".{target.name}.extracting")
+                shutil.rmtree(scratch, ignore_errors=True)
+                safe_extract(archive, scratch)
+                os.replace(scratch, target)
         return target
 
     def paths(self, split: str, domain: str) -> list[Path]:
