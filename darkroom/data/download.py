@@ -212,7 +212,8 @@ def _extract_tar(archive: Path, root: str) -> list[Path]:
         members = tar.getmembers()
         for member in members:  # a first pass refuses a bad archive before anything is written
             target = _check_name(archive, root, member.name)
-            if member.ischr() or member.isblk() or member.isfifo() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            # Only regular files, folders and links: never devices, FIFOs or unknown types.
+            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                 raise UserError(f"{archive} holds device or special file {member.name!r}; refusing to extract it")
             if member.issym() or member.islnk():
                 _check_link(archive, root, member.name, target, member.linkname, member.islnk())
