@@ -1,0 +1,252 @@
+"""Shared benchmark plumbing: the environment record, result JSON, synchronised timers, an alternating A/B runner.
+
+Standard library and torch only (torch imported lazily), so it also runs on a bare GPU box without darkroom
+installed. Results go to `$OUT` when that is set, else to benchmarks/results/.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "benchmarks" / "results"
+SOURCE_RECORD = REPO / ".data" / "source.json"  # written by gpu_prepare for machines that get no .git
+
+
+def results_dir() -> Path:
+    out = os.environ.get("OUT")
+    return Path(out) if out else RESULTS_DIR
+
+
+# ---------------------------------------------------------------------------------------------- environment
+def git_state() -> dict:
+    """{"commit", "dirty", "source"}: from git when the checkout has it, else what gpu_prepare recorded."""
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+        return {"commit": commit, "dirty": bool(status.strip()), "source": "git"}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if SOURCE_RECORD.is_file():
+        try:
+            recorded = json.loads(SOURCE_RECORD.read_text())
+            return {"commit": recorded.get("commit"), "dirty": recorded.get("dirty"),
+                    "source": f"recorded by gpu_prepare at {recorded.get('date', '?')} (no git on this machine)"}
+        except (OSError, ValueError):
+            pass
+    return {"commit": None, "dirty": None, "source": "unknown: no git and no .data/source.json"}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpu_info() -> dict | None:
+    """Name, memory, compute capability and driver of CUDA device 0; None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    driver = None
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
+                                capture_output=True, text=True, timeout=20, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
+            "driver": driver, "cuda": torch.version.cuda}
+
+
+def environment(device: str | None = None) -> dict:
+    """Everything a reader needs to place a number: machine, CPU, GPU, versions, commit, date.
+
+    `device` is the device the figures were measured on ("cpu", "cuda"); default: cuda when present.
+    """
+    import torch
+
+    gpu = gpu_info()
+    on_gpu = gpu is not None and (device is None or str(device).startswith("cuda"))
+    cores = usable_cores()
+    git = git_state()
+    return {
+        "device": f"{gpu['name']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if on_gpu
+        else f"{cpu_model()} ({cores} cores, {torch.get_num_threads()} torch threads)",
+        "device_type": "cuda" if on_gpu else "cpu",
+        "machine": platform.node(), "arch": platform.machine(), "os": platform.platform(),
+        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "cpu_cores_usable": cores,
+        "torch_threads": torch.get_num_threads(), "gpu": gpu,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "commit": git["commit"], "dirty": git["dirty"], "commit_source": git["source"],
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- results
+def comparison_row(comparison: str, darkroom: float | None, baseline: float | None, unit: str, baseline_name: str,
+                   target: float | None = None, higher_is_better: bool = True, note: str = "",
+                   ratio: float | None = None, ratio_bound: str = "") -> dict:
+    """One table row. ratio = darkroom / baseline; `met` says whether it meets the target in the right direction.
+
+    `ratio_bound` ("<=" or ">=") marks a ratio that is only a bound (e.g. the baseline never reached the accuracy).
+    """
+    if ratio is None and _number(darkroom) and _number(baseline) and baseline:
+        ratio = darkroom / baseline
+    met = None
+    if target is not None and _number(ratio):
+        met = ratio >= target if higher_is_better else ratio <= target
+        if ratio_bound and met is False:
+            met = None  # a bound in the wrong direction decides nothing
+    return {"comparison": comparison, "darkroom": darkroom, "baseline": baseline, "baseline_name": baseline_name,
+            "unit": unit, "ratio": ratio, "ratio_bound": ratio_bound,
+            "target": None if target is None else f"{'>=' if higher_is_better else '<='} {target:g}x",
+            "met": met, "note": note}
+
+
+def write_result(name: str, settings: dict, figures: dict, *, rows: list[dict] | None = None, notes: str = "",
+                 device: str | None = None) -> Path:
+    """Write `<name>.json` (to $OUT when set, else benchmarks/results/) and return its path.
+
+    figures: every number measured; rows: table rows from `comparison_row` (the first row's ratio is copied to
+    the top-level "ratio"); device: "cpu" or "cuda", what the figures were measured on.
+    """
+    env = environment(device)
+    rows = rows or []
+    record = {"name": name, "device": env["device"], "torch": env["torch"], "commit": env["commit"],
+              "dirty": env["dirty"], "date": env["date"], "environment": env, "settings": settings,
+              "figures": figures, "rows": rows, "ratio": rows[0]["ratio"] if rows else figures.get("ratio"),
+              "notes": notes}
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(_clean(record), indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _clean(value: object) -> object:
+    """NaN and infinity become null (strict JSON); tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def synchronize(device: object) -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it (a no-op on CPU)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Stopwatch:
+    """`with Stopwatch(device) as watch: ...` then `watch.seconds`; synchronises CUDA on entry and exit."""
+
+    def __init__(self, device: object = "cpu") -> None:
+        self.device, self.seconds = device, float("nan")
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+def time_steps(step: Callable[[], object], steps: int, device: object, warmup: int = 0) -> float:
+    """Seconds for `steps` calls of `step` after `warmup` untimed calls (synchronised)."""
+    for _ in range(warmup):
+        step()
+    with Stopwatch(device) as watch:
+        for _ in range(steps):
+            step()
+    return watch.seconds
+
+
+def alternate(measurements: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each measurement `rounds` times in one process, order alternating (A B, B A, A B, ...).
+
+    Alternation spreads slow drifts (thermal, other load) evenly over the sides of an A/B comparison.
+    """
+    names = list(measurements)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            values[name].append(float(measurements[name]()))
+    return values
+
+
+def summary(values: list[float]) -> dict:
+    """n, mean, sample std, min, max and the values themselves."""
+    finite = [float(value) for value in values if _number(value)]
+    if not finite:
+        return {"n": 0, "mean": None, "std": None, "min": None, "max": None, "values": list(values)}
+    return {"n": len(finite), "mean": statistics.fmean(finite),
+            "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
+            "min": min(finite), "max": max(finite), "values": finite}
+
+
+def reset_peak_memory(device: object) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_bytes(device: object) -> tuple[int, str]:
+    """(bytes, what was measured): CUDA's peak allocation since the last reset, else the process's peak RSS."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated since reset"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process peak RSS (never reset)"
+
+
+class Budget:
+    """A section's time allowance: `left()` seconds remain, `spent()` seconds used."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self._start = seconds, time.monotonic()
+
+    def spent(self) -> float:
+        return time.monotonic() - self._start
+
+    def left(self) -> float:
+        return self.seconds - self.spent()
