@@ -1,0 +1,427 @@
+"""darkroom train cyclegan: unpaired image-to-image translation (arXiv:1703.10593), one plain loop.
+
+    darkroom train cyclegan --preset fashion-mnist-shoes
+    darkroom train cyclegan --preset reference --data horse2zebra
+    torchrun --nproc_per_node=8 -m darkroom train cyclegan --preset gpu-256 --data horse2zebra
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from tqdm import tqdm
+
+from darkroom import checkpoint, dist, precision, runs
+from darkroom.config import differences, from_dict, option, to_dict
+from darkroom.data.loaders import make_loader
+from darkroom.errors import UserError
+from darkroom.nets.cyclegan import UPSAMPLES, cyclegan_init_, patchgan_discriminator, resnet_generator
+from darkroom.report.grid import save_grid
+from darkroom.schedule import linear_decay_factor
+from darkroom.train import cyclegan_data as data_io
+from darkroom.train.cyclegan_losses import (GAN_LOSSES, LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool,
+                                            LossWeights, train_step)
+
+GENERATOR_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}  # the reference's names
+
+
+@dataclass(frozen=True)
+class CycleGANConfig:
+    data: str = option("fashion-mnist:sneaker,ankle-boot", "two classes of fashion-mnist/mnist/cifar10, a folder or "
+                       ".zip with trainA/ trainB/, an official dataset name (horse2zebra, ...) or a .zip URL")
+    data_a: str | None = option(None, "folder of domain A images (with --data-b, instead of --data)")
+    data_b: str | None = option(None, "folder of domain B images (with --data-a)")
+    data_root: str | None = option(None, "folder holding fashion-mnist/mnist/cifar10 files")
+    sha256: str | None = option(None, "expected sha256 of a downloaded dataset zip")
+    download_base: str = option(data_io.OFFICIAL_BASE, "where official dataset names are downloaded from")
+    channels: str = option("auto", "image channels: auto (per domain, from the files), 1 or 3", choices=("auto", "1", "3"))
+    load_size: int = option(286, "resize the shorter side to this before the random crop")
+    crop_size: int = option(256, "random crop size (a multiple of 4); the training resolution")
+    flip: bool = option(True, "random horizontal flips")
+    val_images: int = option(64, "training images held out per domain for grids and validation (at most 10%)")
+    on_bad_image: str = option("fail", "an undecodable image: fail (one sentence, checkpoint kept) or skip and count",
+                               choices=("fail", "skip"))
+    generator: str = option("resnet_9blocks", "generator: " + ", ".join(GENERATOR_BLOCKS), choices=tuple(GENERATOR_BLOCKS))
+    ngf: int = option(64, "generator filters in the first layer")
+    ndf: int = option(64, "discriminator filters in the first layer")
+    d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)")
+    upsample: str = option("deconv", "generator upsampling: deconv (reference) or nearest-conv", choices=UPSAMPLES)
+    gan_loss: str = option("lsgan", "adversarial loss: lsgan (reference) or vanilla (BCE)", choices=GAN_LOSSES)
+    lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss")
+    lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss")
+    identity: float = option(0.5, "identity loss weight relative to lambda (0 = off)")
+    pool_size: int = option(50, "history pool of generated images per domain (0 = off)")
+    lr: float = option(2e-4, "Adam learning rate of both optimizers")
+    beta1: float = option(0.5, "Adam beta1")
+    beta2: float = option(0.999, "Adam beta2")
+    epochs: float = option(100.0, "epochs at the full learning rate (an epoch is max(|A|, |B|) images)")
+    epochs_decay: float = option(100.0, "epochs of linear decay to 0 after them")
+    batch_size: int = option(1, "global batch size (split over ranks)")
+    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
+                            choices=precision.PRECISIONS)
+    channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs)")
+    memory_lean: bool = option(False, "recompute the residual blocks in backward (gradient checkpointing)")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    workers: int = option(4, "data loading processes (0 = in the training process)")
+    seed: int = option(0, "random seed")
+    deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
+    log_every: int = option(100, "write a JSON line of every loss term every N iterations")
+    sample_every: int = option(500, "write a grid of real/fake/reconstructed images every N iterations")
+    checkpoint_every: int = option(0, "also checkpoint every N iterations (0 = at epoch ends only)")
+    out: str | None = option(None, "run folder (default runs/cyclegan-<time>)")
+    resume: bool = option(False, "continue the run in --out from its last checkpoint")
+    quiet: bool = option(False, "no progress bar")
+
+
+CONFIG = CycleGANConfig
+
+PRESETS: dict[str, dict] = {
+    # the reference's defaults: 256 crops of 286 loads, resnet_9blocks, batch 1, 100 + 100 epochs
+    "reference": dict(load_size=286, crop_size=256, generator="resnet_9blocks", ngf=64, ndf=64, batch_size=1,
+                      epochs=100.0, epochs_decay=100.0),
+    # sneaker <-> ankle boot in a few minutes on 2 CPU cores (see benchmarks/cyclegan_cpu.py)
+    "fashion-mnist-shoes": dict(data="fashion-mnist:sneaker,ankle-boot", load_size=32, crop_size=32,
+                                generator="resnet_6blocks", ngf=32, ndf=32, batch_size=8, epochs=0.45,
+                                epochs_decay=0.3, workers=0, log_every=50, sample_every=100, checkpoint_every=100),
+    # the GPU benchmark's settings: reference nets at 256 px, batch 4, bf16, channels_last
+    "gpu-256": dict(load_size=286, crop_size=256, generator="resnet_9blocks", ngf=64, ndf=64, batch_size=4,
+                    precision="bf16", channels_last=True, workers=8, epochs=100.0, epochs_decay=100.0),
+}
+
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "device", "workers")
+
+
+def check_config(cfg: CycleGANConfig, world_size: int) -> None:
+    """Settings that cannot work, each named in one sentence before any data is read."""
+    if cfg.crop_size < 8 or cfg.crop_size % 4:
+        raise UserError(f"--crop-size {cfg.crop_size} must be a multiple of 4 and at least 8 (the generator halves it twice)")
+    if cfg.crop_size > cfg.load_size:
+        raise UserError(f"--crop-size {cfg.crop_size} is larger than --load-size {cfg.load_size}: the random crop "
+                        "must fit inside the resized image")
+    side = cfg.crop_size
+    for _ in range(cfg.d_layers):
+        side //= 2  # 4x4 stride-2 padding-1 convs halve the side; the two stride-1 convs take 1 each
+    if cfg.d_layers < 1 or side - 2 < 1:
+        raise UserError(f"--crop-size {cfg.crop_size} is too small for a --d-layers {cfg.d_layers} discriminator")
+    if cfg.batch_size < 1 or cfg.batch_size % world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} must be a positive multiple of the {world_size} ranks")
+    if cfg.epochs < 0 or cfg.epochs_decay < 0 or cfg.epochs + cfg.epochs_decay <= 0:
+        raise UserError(f"--epochs {cfg.epochs} and --epochs-decay {cfg.epochs_decay} must be >= 0 and not both 0")
+    for flag, value in (("--lr", cfg.lr), ("--ngf", cfg.ngf), ("--ndf", cfg.ndf)):
+        if value <= 0:
+            raise UserError(f"{flag} must be positive, not {value}")
+    for flag, value in (("--pool-size", cfg.pool_size), ("--identity", cfg.identity), ("--lambda-a", cfg.lambda_a),
+                        ("--lambda-b", cfg.lambda_b), ("--workers", cfg.workers), ("--val-images", cfg.val_images)):
+        if value < 0:
+            raise UserError(f"{flag} must not be negative, not {value}")
+    for flag, value in (("--log-every", cfg.log_every), ("--sample-every", cfg.sample_every),
+                        ("--checkpoint-every", cfg.checkpoint_every)):
+        if value < 0:
+            raise UserError(f"{flag} must not be negative, not {value}")
+
+
+def build_generator(cfg_values: dict, in_channels: int, out_channels: int) -> nn.Module:
+    """A ResNet generator from a (saved) config dict; memory-lean mode checkpoints its residual blocks."""
+    return cyclegan_init_(resnet_generator(in_channels, out_channels, ngf=cfg_values["ngf"],
+                                           n_blocks=GENERATOR_BLOCKS[cfg_values["generator"]],
+                                           upsample=cfg_values["upsample"],
+                                           checkpoint_blocks=cfg_values.get("memory_lean", False)))
+
+
+def build_nets(cfg: CycleGANConfig, channels_a: int, channels_b: int, device: torch.device) -> dict[str, nn.Module]:
+    values = to_dict(cfg)
+    nets = {"g_ab": build_generator(values, channels_a, channels_b), "g_ba": build_generator(values, channels_b, channels_a),
+            "d_a": cyclegan_init_(patchgan_discriminator(channels_a, cfg.ndf, cfg.d_layers)),
+            "d_b": cyclegan_init_(patchgan_discriminator(channels_b, cfg.ndf, cfg.d_layers))}
+    return {name: precision.to_memory_format(net.to(device), cfg.channels_last) for name, net in nets.items()}
+
+
+@dataclass
+class Data:
+    loader: torch.utils.data.DataLoader
+    sampler: data_io.PairSampler
+    sizes: tuple[int, int]
+    channels: tuple[int, int]
+    fixed: tuple[torch.Tensor, torch.Tensor]  # uint8 held-out images (or first training images) for grids/metrics
+    held_out: bool
+    names: tuple[str, str]
+    source: str
+    steps_per_epoch: int
+    skip_counters: tuple  # the StreamingImages, whose .skipped counts undecodable files skipped
+
+
+def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
+    domain_a, domain_b, source = data_io.resolve_domains(cfg.data, cfg.data_a, cfg.data_b, cfg.data_root, cfg.sha256,
+                                                         cfg.download_base, progress=info.is_main and not cfg.quiet)
+    channels = (data_io.domain_channels(domain_a, cfg.channels, "A"), data_io.domain_channels(domain_b, cfg.channels, "B"))
+    if channels[0] != channels[1] and cfg.identity > 0:
+        raise UserError(f"domain A has {channels[0]} channel(s) and domain B {channels[1]}: the identity loss needs "
+                        "equal channels; pass --identity 0 or --channels 1/3")
+    splits = [data_io.split_validation(domain, cfg.val_images, cfg.seed, label)
+              for domain, label in ((domain_a, "A"), (domain_b, "B"))]
+    train = [data_io.streaming(split[0], cfg.crop_size, cfg.load_size, c, True, cfg.flip, cfg.on_bad_image)
+             for split, c in zip(splits, channels)]
+    fixed = tuple(data_io.fixed_images(data_io.streaming(split[1] or split[0], cfg.crop_size, cfg.load_size, c, False,
+                                                         False, "fail"), 64)
+                  for split, c in zip(splits, channels))
+    sizes = (len(train[0]), len(train[1]))
+    steps_per_epoch = max(sizes) // cfg.batch_size  # an epoch is max(|A|, |B|) images per domain, as the reference
+    if steps_per_epoch == 0:
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {max(sizes)} training images of the larger domain")
+    sampler = data_io.PairSampler(sizes, steps_per_epoch, cfg.batch_size, info.rank, info.world_size, cfg.seed)
+    loader = make_loader(data_io.PairItems(train[0], train[1]), cfg.batch_size // info.world_size, cfg.workers,
+                         shuffle=False, seed=cfg.seed, drop_last=True, sampler=sampler)
+    return Data(loader, sampler, sizes, channels, fixed, all(split[1] is not None for split in splits),
+                (domain_a.name, domain_b.name), source, steps_per_epoch, tuple(train))
+
+
+def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float in [-1, 1] on `device`."""
+    x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
+    """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
+    info = dist.setup(cfg.device)
+    check_config(cfg, info.world_size)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=info.device.type == "cuda")  # reflection pad: no CUDA kernel
+        torch.backends.cudnn.benchmark = False
+    elif info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    precision_name = precision.resolve(cfg.precision, info.device)
+
+    data = load_data(cfg, info)
+    nets = build_nets(cfg, *data.channels, info.device)
+    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=cfg.lr,
+                             betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=cfg.lr,
+                             betas=(cfg.beta1, cfg.beta2))
+    scaler = precision.make_scaler(precision_name, info.device)
+    pools = (ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),
+             ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2))
+    weights = LossWeights(cfg.lambda_a, cfg.lambda_b, cfg.identity, cfg.gan_loss)
+    spe = data.steps_per_epoch
+    constant_steps, decay_steps = round(cfg.epochs * spe), round(cfg.epochs_decay * spe)
+    total_steps = max(1, constant_steps + decay_steps)
+
+    run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("cyclegan")))
+    cfg = replace(cfg, out=run_dir)
+    folder = runs.RunFolder(run_dir, "cyclegan") if info.is_main else None
+    checkpoint_file = Path(run_dir) / "checkpoints" / "last.pt"
+    meta = {"channels_a": data.channels[0], "channels_b": data.channels[1], "domain_a": data.names[0],
+            "domain_b": data.names[1], "source": data.source, "train_a": data.sizes[0], "train_b": data.sizes[1],
+            "crop_size": cfg.crop_size, "load_size": cfg.load_size, "world_size": info.world_size,
+            "steps_per_epoch": spe, "total_steps": total_steps}
+    state = {"step": 0, "log_lines": 0, "train_time": 0.0}
+    if cfg.resume and checkpoint_file.exists():
+        state = restore(cfg, checkpoint_file, info, nets, opt_g, opt_d, scaler, pools, meta)
+        if folder:
+            folder.truncate_log(state["log_lines"])
+            folder.set_status("running", resumes=runs.read_status(run_dir).get("resumes", 0) + 1)
+        print_main(info, f"resumed {run_dir} at step {state['step']} of {total_steps} "
+                         f"(epoch {state['step'] / spe:.2f}, lr factor {lr_factor(state['step'], constant_steps, decay_steps):.3f})")
+    elif folder:
+        if folder.checkpoint_path.exists():
+            raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
+        folder.write_config(to_dict(cfg), argv)
+        folder.set_status("running", resumes=0)
+
+    generators = GeneratorPair(nets["g_ab"], nets["g_ba"])
+    wrap = (lambda net: nn.parallel.DistributedDataParallel(net)) if info.distributed else (lambda net: net)
+    step_nets = CycleGANNets(wrap(generators), wrap(nets["d_a"]), wrap(nets["d_b"]))
+    print_main(info, f"training a CycleGAN on {data.source}: {data.names[0]} ({data.sizes[0]} images, {data.channels[0]} ch) "
+                     f"<-> {data.names[1]} ({data.sizes[1]} images, {data.channels[1]} ch) at {cfg.crop_size} px for "
+                     f"{total_steps} iterations ({spe}/epoch), batch {cfg.batch_size} on {info.world_size} x "
+                     f"{info.device.type}, {precision_name}")
+    saver = Saver(folder, cfg, info, nets, opt_g, opt_d, scaler, pools, meta, checkpoint_file)
+    bar = tqdm(total=total_steps, initial=state["step"], disable=cfg.quiet or not info.is_main, leave=False,
+               dynamic_ncols=True)
+    window: list[dict] = []
+    window_start = time.time()
+    while state["step"] < total_steps:
+        epoch, start = divmod(state["step"], spe)
+        data.sampler.set_position(epoch, start)
+        for batch_a, batch_b, errors in data.loader:
+            bad = [error for error in errors if error]
+            if bad:
+                saver.save(state)
+                raise UserError(f"{bad[0]}; the run is saved at iteration {state['step']} (fix or remove the file and "
+                                f"pass --resume, or pass --on-bad-image skip)")
+            tick = time.time()
+            lr = cfg.lr * lr_factor(state["step"], constant_steps, decay_steps)
+            for optimizer in (opt_g, opt_d):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            real_a = to_input(batch_a, info.device, cfg.channels_last)
+            real_b = to_input(batch_b, info.device, cfg.channels_last)
+            losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, pools[0], pools[1], weights, info.device,
+                                   precision_name, scaler)
+            if not all(map(math.isfinite, losses.values())) and precision_name != "fp16":
+                raise UserError(f"a loss became non-finite at iteration {state['step']} ({format_losses(losses)}); the "
+                                f"last checkpoint in {run_dir}/checkpoints is intact (lower --lr)")
+            state["step"] += 1
+            state["train_time"] += time.time() - tick
+            window.append({**losses, "lr": lr})
+            bar.update(1)
+            bar.set_postfix_str(format_losses(losses), refresh=False)
+            step = state["step"]
+            if cfg.log_every and step % cfg.log_every == 0:
+                log_window(folder, info, window, step, spe, cfg.batch_size, time.time() - window_start, data, state)
+                window, window_start = [], time.time()
+            if info.is_main and cfg.sample_every and step % cfg.sample_every == 0:
+                draw_grid(nets, data.fixed, info.device, folder.samples_dir / f"step-{step:07d}.png")
+            if step % spe == 0 or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                if step % spe == 0:
+                    state["validation"] = record_validation(folder, info, nets, data, step, spe)
+                saver.save(state)
+            if step >= total_steps:
+                break
+    bar.close()
+    if window:
+        log_window(folder, info, window, state["step"], spe, cfg.batch_size, time.time() - window_start, data, state)
+    if state.get("validation", {}).get("step") != state["step"]:
+        state["validation"] = record_validation(folder, info, nets, data, state["step"], spe)
+        saver.save(state)
+    result = {key: value for key, value in state["validation"].items() if key != "step"}
+    if folder:
+        draw_grid(nets, data.fixed, info.device, folder.samples_dir / "final.png")
+        folder.set_status("finished", step=state["step"], train_time=state["train_time"], **result)
+        folder.close()
+    print_main(info, f"done: {state['step']} iterations in {state['train_time']:.1f} s; "
+                     f"{'held-out' if data.held_out else 'training'} cycle error A {result['val_cycle_a']:.4f}, "
+                     f"B {result['val_cycle_b']:.4f}; run folder {run_dir}")
+    dist.cleanup()
+    return {**result, "step": state["step"], "train_time": state["train_time"], "run_dir": run_dir}
+
+
+def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
+    """The reference's rule per iteration: 1.0 through the constant phase, then linearly to 0 at the last one."""
+    return linear_decay_factor(step, constant_steps, decay_steps)
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    return " ".join(f"{name}={losses[name]:.3f}" for name in LOSS_TERMS)
+
+
+def log_window(folder: runs.RunFolder | None, info: dist.DistInfo, window: list[dict], step: int, spe: int,
+               batch_size: int, seconds: float, data: Data, state: dict) -> None:
+    """One JSON line: every loss term averaged over the window (and over ranks), the LR and the speed."""
+    names = [*LOSS_TERMS, "lr"]
+    means = torch.tensor([sum(entry[name] for entry in window) / len(window) for name in names], dtype=torch.float64)
+    means = dist.all_reduce_mean(means.to(info.device)).cpu()  # nccl reduces CUDA tensors only
+    record = {"step": step, "epoch": step / spe, **dict(zip(names, means.tolist())),
+              "images_per_s": len(window) * batch_size / max(seconds, 1e-9), "train_time": state["train_time"]}
+    skipped = sum(dataset.skipped for dataset in data.skip_counters)
+    if skipped:
+        record["skipped_images"] = skipped
+    if folder:
+        folder.log(record)
+
+
+@torch.no_grad()
+def translate_fixed(nets: dict[str, nn.Module], fixed: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                    batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """real/fake/rec of both domains for the fixed images, float in [-1, 1] on the CPU."""
+    out: dict[str, list] = {name: [] for name in ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")}
+    for images, g, f, tag in ((fixed[0], nets["g_ab"], nets["g_ba"], "a"), (fixed[1], nets["g_ba"], nets["g_ab"], "b")):
+        other = "b" if tag == "a" else "a"
+        for chunk in images.split(batch_size):
+            x = to_input(chunk, device, False)
+            fake = g(x)
+            out[f"real_{tag}"].append(x.cpu())
+            out[f"fake_{other}"].append(fake.float().cpu())
+            out[f"rec_{tag}"].append(f(fake).float().cpu())
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def record_validation(folder: runs.RunFolder | None, info: dist.DistInfo, nets: dict[str, nn.Module], data: Data,
+                      step: int, spe: int) -> dict[str, float]:
+    """Mean |F(G(x)) - x| on the held-out images of each domain, in [-1, 1] units (rank 0 computes and logs)."""
+    if not info.is_main:
+        return {"step": step, "val_cycle_a": float("nan"), "val_cycle_b": float("nan")}
+    images = translate_fixed(nets, data.fixed, info.device)
+    result = {"val_cycle_a": float((images["rec_a"] - images["real_a"]).abs().mean()),
+              "val_cycle_b": float((images["rec_b"] - images["real_b"]).abs().mean())}
+    if folder:
+        folder.log({"step": step, "epoch": step / spe, **result, "held_out": data.held_out})
+    return {"step": step, **result}
+
+
+def draw_grid(nets: dict[str, nn.Module], fixed: tuple[torch.Tensor, torch.Tensor], device: torch.device, path: Path,
+              rows: int = 8) -> None:
+    """One row per image pair: real_A, fake_B, rec_A, real_B, fake_A, rec_B (what the lesson shows)."""
+    images = translate_fixed(nets, (fixed[0][:rows], fixed[1][:rows]), device)
+    order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
+    n = min(images[name].shape[0] for name in order)
+    channels = max(images[name].shape[1] for name in order)
+    columns = [images[name][:n].expand(-1, channels, -1, -1) for name in order]  # grayscale next to colour
+    grid = torch.stack(columns, dim=1).flatten(0, 1)  # (n * 6, C, H, W), row-major
+    save_grid(grid, path, nrow=len(order), scale=max(1, 96 // grid.shape[-1]))
+
+
+class Saver:
+    """Writes checkpoints holding everything a run needs to go on exactly; collective under DDP (pools, RNG)."""
+
+    def __init__(self, folder, cfg, info, nets, opt_g, opt_d, scaler, pools, meta, path) -> None:
+        self.folder, self.cfg, self.info, self.nets = folder, cfg, info, nets
+        self.opt_g, self.opt_d, self.scaler, self.pools, self.meta, self.path = opt_g, opt_d, scaler, pools, meta, path
+
+    def save(self, state: dict) -> None:
+        mine = {"pools": [pool.state_dict() for pool in self.pools], "rng": checkpoint.rng_state()}
+        every_rank = gather_to_main(mine, self.info)
+        if self.folder is None:
+            return
+        state["log_lines"] = self.folder.log_length()  # a resume drops metric lines written after this point
+        checkpoint.save({
+            "task": "cyclegan", "config": to_dict(self.cfg), "meta": self.meta,
+            **{name: net.state_dict() for name, net in self.nets.items()},
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
+            "ranks": every_rank, "state": dict(state),
+        }, self.path)
+
+
+def gather_to_main(obj: dict, info: dist.DistInfo) -> list[dict]:
+    """[rank 0's obj, rank 1's obj, ...] on rank 0 (each rank's pools and RNG differ)."""
+    if not info.distributed:
+        return [obj]
+    gathered = [None] * info.world_size if info.is_main else None
+    torch_dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def restore(cfg: CycleGANConfig, path: Path, info: dist.DistInfo, nets: dict[str, nn.Module], opt_g, opt_d, scaler,
+            pools: tuple[ImagePool, ImagePool], meta: dict) -> dict:
+    saved = checkpoint.load(path)
+    if saved.get("task") != "cyclegan":
+        raise UserError(f"{path} is not a CycleGAN checkpoint")
+    changed = differences(from_dict(CycleGANConfig, saved["config"]), cfg, ignore=RESUME_MAY_CHANGE)
+    if changed:
+        raise UserError(f"--{changed[0].replace('_', '-')} differs from the run being resumed in {path.parent.parent}; "
+                        "resume with the same settings")
+    for key in ("world_size", "train_a", "train_b", "channels_a", "channels_b"):
+        if saved["meta"].get(key) != meta[key]:
+            raise UserError(f"the run in {path.parent.parent} was trained with {key.replace('_', ' ')} "
+                            f"{saved['meta'].get(key)}, not {meta[key]}; resume it as it was started")
+    for name, net in nets.items():
+        net.load_state_dict(saved[name])
+    opt_g.load_state_dict(saved["opt_g"])
+    opt_d.load_state_dict(saved["opt_d"])
+    scaler.load_state_dict(saved["scaler"])
+    mine = saved["ranks"][info.rank]
+    for pool, pool_state in zip(pools, mine["pools"]):
+        pool.load_state_dict(pool_state, info.device)
+    checkpoint.set_rng_state(mine["rng"])
+    return dict(saved["state"])
+
+
+def print_main(info: dist.DistInfo, message: str) -> None:
+    if info.is_main:
+        tqdm.write(message)

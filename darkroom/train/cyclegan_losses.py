@@ -1,0 +1,180 @@
+"""CycleGAN's losses (arXiv:1703.10593), its history pool of fakes, and the one training step.
+
+Names are direction-explicit: g_ab maps domain A to B, d_b judges domain B (real_b vs fake_b). The
+reference calls these netG_A and netD_A; its loss_G_A is our gan_ab and its loss_idt_A our idt_b.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darkroom import precision
+
+GAN_LOSSES = ("lsgan", "vanilla")
+LOSS_TERMS = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b")
+
+
+def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
+    """Patch logits (B, 1, H', W') against an all-real or all-fake target, averaged over every patch.
+
+    lsgan: least squares to 1/0 (Mao et al., arXiv:1611.04076), the reference default;
+    vanilla: binary cross-entropy on logits (Goodfellow et al., arXiv:1406.2661).
+    """
+    logits = logits.float()
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    if kind == "lsgan":
+        return F.mse_loss(logits, target)
+    if kind == "vanilla":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    raise ValueError(f"gan loss must be one of {GAN_LOSSES}, not {kind!r}")
+
+
+def cycle_loss(real: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
+    """Mean |F(G(x)) - x| over every pixel (the paper's eq. 2, before its lambda)."""
+    return F.l1_loss(reconstructed.float(), real.float())
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Halved, as the reference does, so D learns at half the rate of G (paper section 4 / 7.1)."""
+    return 0.5 * (gan_loss(logits_real, True, kind) + gan_loss(logits_fake, False, kind))
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    lambda_a: float = 10.0  # cycle A -> B -> A
+    lambda_b: float = 10.0  # cycle B -> A -> B
+    identity: float = 0.5  # identity L1 weight, relative to lambda (0 turns it off; arXiv:1703.10593 section 5.2)
+    gan: str = "lsgan"
+
+
+class ImagePool:
+    """A history of up to `size` generated images (Shrivastava et al., arXiv:1612.07828), as the reference.
+
+    query(): while the pool is not full, each image is stored and returned as is; once full, each image is,
+    with probability 1/2, swapped for a random stored one (which is returned), else returned as is.
+    Random draws come from the pool's own generator, so its contents and choices resume exactly.
+    """
+
+    def __init__(self, size: int = 50, seed: int = 0) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []  # each (C, H, W), detached
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W) drawn from the new images and the history."""
+        if self.size == 0:
+            return images.detach()
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=self.generator) < 0.5:
+                index = int(torch.randint(0, self.size, (), generator=self.generator))
+                out.append(self.images[index].clone())
+                self.images[index] = image.clone()
+            else:
+                out.append(image)
+        pooled = torch.stack(out)
+        if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
+            pooled = pooled.contiguous(memory_format=torch.channels_last)
+        return pooled
+
+    def state_dict(self) -> dict:
+        stacked = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
+        return {"size": self.size, "images": stacked, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.size = int(state["size"])
+        self.images = [image.to(device) for image in state["images"]] if state["images"].numel() else []
+        self.generator.set_state(state["generator"])
+
+
+class GeneratorPair(nn.Module):
+    """g_ab and g_ba as one module, so DDP syncs both with one forward: the generator half of a CycleGAN step."""
+
+    def __init__(self, g_ab: nn.Module, g_ba: nn.Module) -> None:
+        super().__init__()
+        self.g_ab, self.g_ba = g_ab, g_ba
+
+    def forward(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool) -> dict[str, torch.Tensor]:
+        """Every image the generator losses need, each (B, C, H, W)."""
+        fake_b = self.g_ab(real_a)
+        fake_a = self.g_ba(real_b)
+        out = {"fake_b": fake_b, "rec_a": self.g_ba(fake_b), "fake_a": fake_a, "rec_b": self.g_ab(fake_a)}
+        if identity:  # G should leave images already of its target domain unchanged
+            out["idt_b"] = self.g_ab(real_b)
+            out["idt_a"] = self.g_ba(real_a)
+        return out
+
+
+@dataclass
+class CycleGANNets:
+    generators: nn.Module  # GeneratorPair, possibly DDP-wrapped
+    d_a: nn.Module  # judges domain A, possibly DDP-wrapped
+    d_b: nn.Module  # judges domain B, possibly DDP-wrapped
+
+
+def _unwrapped(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def _requires_grad_(module: nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
+               device: torch.device, precision_name: str, scaler: torch.amp.GradScaler) -> tuple[dict[str, float], dict]:
+    """One CycleGAN iteration on real_a (B, Ca, H, W) and real_b (B, Cb, H, W) in [-1, 1].
+
+    Generators first (with both discriminators frozen), then d_a and d_b on pooled fakes, as the reference.
+    Returns every loss term as a float and the images of this step (for sample grids).
+    """
+    use_identity = weights.identity > 0
+    d_a, d_b = _unwrapped(nets.d_a), _unwrapped(nets.d_b)  # the G step needs no D gradients: no DDP sync there
+
+    # Generators: adversarial + cycle (eq. 3) + identity terms
+    _requires_grad_(d_a, False)
+    _requires_grad_(d_b, False)
+    opt_g.zero_grad(set_to_none=True)
+    with precision.autocast(device, precision_name):
+        images = nets.generators(real_a, real_b, use_identity)
+        logits_fake_b, logits_fake_a = d_b(images["fake_b"]), d_a(images["fake_a"])
+    terms = {
+        "gan_ab": gan_loss(logits_fake_b, True, weights.gan),
+        "gan_ba": gan_loss(logits_fake_a, True, weights.gan),
+        "cycle_a": cycle_loss(real_a, images["rec_a"]) * weights.lambda_a,
+        "cycle_b": cycle_loss(real_b, images["rec_b"]) * weights.lambda_b,
+    }
+    if use_identity:
+        terms["idt_a"] = cycle_loss(real_a, images["idt_a"]) * weights.lambda_a * weights.identity
+        terms["idt_b"] = cycle_loss(real_b, images["idt_b"]) * weights.lambda_b * weights.identity
+    loss_g = sum(terms.values())
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+
+    # Discriminators: real vs a fake drawn from the history pool; one forward on the concatenation (instance
+    # norm is per image, so this equals two forwards, and DDP sees one forward per backward)
+    _requires_grad_(d_a, True)
+    _requires_grad_(d_b, True)
+    opt_d.zero_grad(set_to_none=True)
+    fake_a, fake_b = pool_a.query(images["fake_a"]), pool_b.query(images["fake_b"])
+    n_a, n_b = real_a.shape[0], real_b.shape[0]
+    with precision.autocast(device, precision_name):
+        logits_a = nets.d_a(torch.cat([real_a, fake_a]))
+        logits_b = nets.d_b(torch.cat([real_b, fake_b]))
+    terms["d_a"] = discriminator_loss(logits_a[:n_a], logits_a[n_a:], weights.gan)
+    terms["d_b"] = discriminator_loss(logits_b[:n_b], logits_b[n_b:], weights.gan)
+    scaler.scale(terms["d_a"] + terms["d_b"]).backward()
+    scaler.step(opt_d)
+    scaler.update()
+
+    terms["g"] = loss_g
+    zero = loss_g.new_zeros(())
+    numbers = torch.stack([terms.get(name, zero).detach() for name in LOSS_TERMS]).tolist()  # one device sync
+    return dict(zip(LOSS_TERMS, numbers)), {name: image.detach() for name, image in images.items()}

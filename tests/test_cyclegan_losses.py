@@ -1,0 +1,182 @@
+"""CycleGAN maths: closed-form losses, the history pool, the LR rule, and one step against a by-hand reference."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
+from darkroom.train.cyclegan import lr_factor
+from darkroom.train.cyclegan_losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,
+                                            cycle_loss, discriminator_loss, gan_loss, train_step)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: one thread beats two on a busy 2-core machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_identity_generators_have_exactly_zero_cycle_and_identity_loss():
+    real_a, real_b = torch.rand(3, 1, 12, 12) * 2 - 1, torch.rand(3, 1, 12, 12) * 2 - 1
+    images = GeneratorPair(nn.Identity(), nn.Identity())(real_a, real_b, identity=True)
+    assert cycle_loss(real_a, images["rec_a"]).item() == 0.0
+    assert cycle_loss(real_b, images["rec_b"]).item() == 0.0
+    assert cycle_loss(real_a, images["idt_a"]).item() == 0.0 and cycle_loss(real_b, images["idt_b"]).item() == 0.0
+    assert cycle_loss(real_a, -real_a).item() > 0  # and a generator that changes the image does pay
+
+
+def test_gan_losses_closed_form():
+    logits = torch.full((2, 1, 3, 3), 0.5)
+    assert gan_loss(logits, True, "lsgan").item() == pytest.approx(0.25)  # (0.5 - 1)^2
+    assert gan_loss(logits, False, "lsgan").item() == pytest.approx(0.25)  # (0.5 - 0)^2
+    zeros = torch.zeros(2, 1, 3, 3)
+    assert gan_loss(zeros, True, "vanilla").item() == pytest.approx(math.log(2))
+    real, fake = torch.full((1, 1, 2, 2), 0.9), torch.full((1, 1, 2, 2), 0.2)
+    assert discriminator_loss(real, fake, "lsgan").item() == pytest.approx(0.5 * (0.1 ** 2 + 0.2 ** 2))
+    with pytest.raises(ValueError):
+        gan_loss(zeros, True, "wasserstein")
+
+
+def test_pool_returns_inputs_until_full():
+    pool = ImagePool(50, seed=0)
+    batches = [torch.randn(5, 1, 4, 4) for _ in range(10)]
+    for batch in batches:
+        assert torch.equal(pool.query(batch), batch)
+    assert len(pool.images) == 50
+
+
+def test_full_pool_swaps_half_of_the_images():
+    pool = ImagePool(50, seed=1)
+    history = set()
+    for i in range(50):
+        pool.query(torch.full((1, 1, 1, 1), float(i)))
+        history.add(float(i))
+    n, from_history = 4000, 0
+    for i in range(50, 50 + n):
+        out = float(pool.query(torch.full((1, 1, 1, 1), float(i))))
+        if out != float(i):
+            assert out in history  # an older fake, never something invented
+            from_history += 1
+        history.add(float(i))
+    # binomial(4000, 1/2): standard deviation 31.6, so +-5 sigma is 158
+    assert abs(from_history - n / 2) < 158
+    assert len(pool.images) == 50
+
+
+def test_pool_state_round_trip_continues_exactly():
+    pool = ImagePool(4, seed=3)
+    for _ in range(6):
+        pool.query(torch.randn(2, 1, 3, 3))
+    state = copy.deepcopy(pool.state_dict())
+    probe = torch.randn(8, 1, 3, 3)
+    expected = pool.query(probe)
+    restored = ImagePool(50, seed=99)
+    restored.load_state_dict(state, CPU)
+    assert torch.equal(restored.query(probe), expected)
+    assert torch.equal(ImagePool(0).query(probe), probe)  # size 0: no history, the inputs pass through
+
+
+def test_lr_factor_constant_then_linear_to_zero():
+    constant, decay = 30, 20
+    assert all(lr_factor(step, constant, decay) == 1.0 for step in range(constant))
+    values = [lr_factor(step, constant, decay) for step in range(constant, constant + decay + 1)]
+    assert all(later < earlier for earlier, later in zip(values, values[1:]))
+    assert lr_factor(constant + decay // 2, constant, decay) == pytest.approx(0.5)
+    assert lr_factor(constant + decay, constant, decay) == 0.0
+    assert lr_factor(constant + decay + 5, constant, decay) == 0.0
+
+
+class Capture(torch.optim.SGD):
+    """An optimizer that records the gradients it is given and leaves the parameters alone."""
+
+    def __init__(self, params):
+        super().__init__(params, lr=0.0)
+        self.grads = None
+
+    def step(self, closure=None):
+        self.grads = [p.grad.detach().clone() for group in self.param_groups for p in group["params"]]
+
+
+def tiny_nets(seed=0, channels=(1, 1)):
+    torch.manual_seed(seed)
+    return {"g_ab": cyclegan_init_(resnet_generator(channels[0], channels[1], ngf=4, n_blocks=1)),
+            "g_ba": cyclegan_init_(resnet_generator(channels[1], channels[0], ngf=4, n_blocks=1)),
+            "d_a": cyclegan_init_(patchgan_discriminator(channels[0], ndf=4, n_layers=2)),
+            "d_b": cyclegan_init_(patchgan_discriminator(channels[1], ndf=4, n_layers=2))}
+
+
+def by_hand(nets, real_a, real_b, pooled_a=None, pooled_b=None):
+    """The reference's backward_G and backward_D_A/B written out plainly, two D forwards each."""
+    g_ab, g_ba, d_a, d_b = nets["g_ab"], nets["g_ba"], nets["d_a"], nets["d_b"]
+    fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+    mse = lambda logits, value: F.mse_loss(logits, torch.full_like(logits, value))  # noqa: E731
+    loss_g = (mse(d_b(fake_b), 1.0) + mse(d_a(fake_a), 1.0)
+              + 10 * F.l1_loss(g_ba(fake_b), real_a) + 10 * F.l1_loss(g_ab(fake_a), real_b)
+              + 5 * F.l1_loss(g_ba(real_a), real_a) + 5 * F.l1_loss(g_ab(real_b), real_b))
+    grads_g = torch.autograd.grad(loss_g, [*g_ab.parameters(), *g_ba.parameters()])
+    fake_a = (fake_a if pooled_a is None else pooled_a).detach()
+    fake_b = (fake_b if pooled_b is None else pooled_b).detach()
+    loss_d = (0.5 * (mse(d_a(real_a), 1.0) + mse(d_a(fake_a), 0.0))
+              + 0.5 * (mse(d_b(real_b), 1.0) + mse(d_b(fake_b), 0.0)))
+    grads_d = torch.autograd.grad(loss_d, [*d_a.parameters(), *d_b.parameters()])
+    return float(loss_g.detach()), grads_g, grads_d
+
+
+def test_step_matches_the_reference_written_by_hand():
+    nets = tiny_nets()
+    reference = copy.deepcopy(nets)
+    real_a, real_b = torch.rand(3, 1, 16, 16) * 2 - 1, torch.rand(3, 1, 16, 16) * 2 - 1
+    opt_g = Capture([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()])
+    opt_d = Capture([*nets["d_a"].parameters(), *nets["d_b"].parameters()])
+    step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, ImagePool(50), ImagePool(50), LossWeights(), CPU,
+                           "fp32", scaler)
+    loss_g, grads_g, grads_d = by_hand(reference, real_a, real_b)
+    assert set(losses) == set(LOSS_TERMS)
+    assert losses["g"] == pytest.approx(loss_g, rel=1e-5)
+    for mine, theirs in zip(opt_g.grads + opt_d.grads, list(grads_g) + list(grads_d)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+    assert all(p.requires_grad for name in ("d_a", "d_b") for p in nets[name].parameters())
+
+
+def test_identity_weight_zero_turns_identity_off():
+    nets = tiny_nets()
+    step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])
+    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()])
+    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()])
+    losses, images = train_step(step_nets, torch.zeros(2, 1, 16, 16), torch.zeros(2, 1, 16, 16), opt_g, opt_d,
+                                ImagePool(2), ImagePool(2), LossWeights(identity=0.0), CPU, "fp32",
+                                torch.amp.GradScaler("cpu", enabled=False))
+    assert losses["idt_a"] == losses["idt_b"] == 0.0 and "idt_a" not in images
+    assert losses["g"] == pytest.approx(sum(losses[k] for k in ("gan_ab", "gan_ba", "cycle_a", "cycle_b")), rel=1e-6)
+
+
+@pytest.mark.parametrize("precision_name,channels", [("fp32", (1, 3)), ("bf16", (3, 3)), ("fp16", (1, 1))])
+def test_step_updates_every_net(precision_name, channels):
+    nets = tiny_nets(channels=channels)
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
+    step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])
+    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=2e-4, betas=(0.5, 0.999))
+    # fp16: a modest first scale, so the two steps are not both skipped as overflows (they would be at 2**16)
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0, enabled=precision_name == "fp16")
+    pool_a, pool_b = ImagePool(50), ImagePool(50)
+    weights = LossWeights(identity=0.5 if channels[0] == channels[1] else 0.0)
+    for _ in range(2):
+        losses, _ = train_step(step_nets, torch.rand(2, channels[0], 16, 16) * 2 - 1,
+                               torch.rand(2, channels[1], 16, 16) * 2 - 1, opt_g, opt_d, pool_a, pool_b, weights,
+                               CPU, precision_name, scaler)
+        assert all(math.isfinite(value) for value in losses.values())
+    for name, net in nets.items():
+        changed = [not torch.equal(old, new) for old, new in zip(before[name], net.parameters())]
+        assert sum(changed) >= len(changed) // 2, name  # biases before instance norm get zero gradient
+    assert len(pool_a.images) == len(pool_b.images) == 4
+    assert pool_a.images[0].shape == (channels[0], 16, 16) and pool_b.images[0].shape == (channels[1], 16, 16)
