@@ -124,6 +124,24 @@ def run_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_report(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="(re)build report.html of a run, or index.html of a folder of runs")
+    report.add_argument("path", help="a run folder, or a folder holding run folders")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from darkroom.report.html import build_index, build_report
+
+    path = Path(args.path)
+    if (path / "config.json").is_file():
+        print(f"report: {build_report(path)}")
+    elif path.is_dir():
+        print(f"index: {build_index(path)}")
+    else:
+        raise UserError(f"{path} is neither a run folder nor a folder of runs")
+    return 0
+
+
 def add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="the main job on Fashion-MNIST at a CPU-sized budget")
     demo.add_argument("--quick", action="store_true", help="a first look in a fraction of the time")
@@ -144,6 +162,7 @@ def build_parser(argv: list[str]) -> Parser:
     add_train(commands, argv)
     add_use_commands(commands)
     add_demo(commands)
+    add_report(commands)
     return parser
 
 
@@ -161,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_lr_find(args)
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "report":
+            return run_report(args)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2

@@ -57,8 +57,11 @@ class RunFolder:
     def samples_dir(self) -> Path:
         return self.path / "samples"
 
-    def write_config(self, config: dict, argv: list[str] | None = None) -> None:
-        record = {"task": self.task, "config": config, "command": " ".join(["darkroom", *(argv if argv is not None else sys.argv[1:])])}
+    def write_config(self, config: dict, argv: list[str] | None = None, environment: dict | None = None) -> None:
+        """config.json: the resolved config, the command that reproduces it, and the environment."""
+        record = {"task": self.task, "config": config,
+                  "command": " ".join(["darkroom", *(argv if argv is not None else sys.argv[1:])]),
+                  "environment": {**describe_environment(), **(environment or {})}}
         _write_json_atomic(self.path / "config.json", record)
 
     def log(self, record: dict) -> None:
@@ -89,6 +92,32 @@ class RunFolder:
         if not self._lock.closed:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
+
+
+def describe_environment() -> dict:
+    import platform
+
+    import torch
+
+    environment = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+                   "world_size": int(os.environ.get("WORLD_SIZE", "1")), "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        environment["gpu"] = torch.cuda.get_device_name()
+    return environment
+
+
+def is_live(path: Path) -> bool:
+    """True while some process holds the run folder's lock (a run in progress)."""
+    lock = Path(path) / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def read_status(path: Path) -> dict:

@@ -22,6 +22,7 @@ from darkroom.data.resident import Augment, ResidentImages, channel_stats
 from darkroom.errors import UserError
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
+from darkroom.report.html import build_report
 from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
 from darkroom.schedule import one_cycle_lr, one_cycle_momentum, warmup_cosine, warmup_linear_decay
 from darkroom.train.classifier_eval import evaluate
@@ -62,7 +63,7 @@ class ClassifierConfig:
     whiten: bool = option(True, "initialise a 2x2 whitening stem from the data (nets that have one)")
     precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
                             choices=precision.PRECISIONS)
-    channels_last: bool = option(True, "channels_last memory format")
+    channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs; 2x slower on AVX2 CPUs here)")
     compile: bool = option(False, "torch.compile the net")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = option(0, "random seed")
@@ -86,12 +87,13 @@ PRESETS: dict[str, dict] = {
     # the benchmark net of REFERENCE.md section 5 (Darknet [1, 2, 2], nf 16)
     "darknet-small": dict(arch="darknet_small", epochs=2.0, batch_size=256, lr=0.4, pad=2, tta="none"),
     # DAWNBench 2018: wrn_22, 35 epochs, one-cycle
-    "wrn_22-dawnbench": dict(arch="wrn_22", epochs=35.0, batch_size=512, lr=0.8, weight_decay=5e-4, pad=4, tta="flip"),
+    "wrn_22-dawnbench": dict(arch="wrn_22", epochs=35.0, batch_size=512, lr=0.8, weight_decay=5e-4, pad=4, tta="flip",
+                             channels_last=True),
     # GPU speed preset: airbench94's techniques (whitening, dirac init, BN-bias LR x64, label smoothing 0.2,
     # alternating flip, EMA, multi-view TTA, warm-up + linear decay, Nesterov SGD, batch 1024)
     "fastnet-gpu": dict(arch="fastnet", epochs=10.0, batch_size=1024, optimizer="sgd", lr=0.2, schedule="linear",
                         warmup=0.2, momentum=0.85, nesterov=True, weight_decay=5e-4, bias_lr_scale=64.0,
-                        label_smoothing=0.2, alternating_flip=True, ema=0.0, tta="multi", pad=2),
+                        label_smoothing=0.2, alternating_flip=True, ema=0.0, tta="multi", pad=2, channels_last=True),
 }
 
 
@@ -191,7 +193,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     elif folder:
         if folder.checkpoint_path.exists():
             raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
-        folder.write_config(to_dict(cfg), argv)
+        folder.write_config(to_dict(cfg), argv, {"device": str(info.device), "precision": precision_name})
         folder.set_status("running", resumes=0)
     meta = {"classes": train.classes, "mean": mean, "std": std, "channels": channels, "image_size": size}
 
@@ -237,7 +239,9 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
     if folder:
         folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
+        report = build_report(folder.path)
         folder.close()
+        print_main(info, f"report: {report}")
     print_main(info, f"done: test accuracy {result.get('test_acc', float('nan')):.4f} after {state['step']} steps, "
                f"{state['train_time']:.1f} s training; run folder {run_dir}")
     dist.cleanup()
