@@ -62,6 +62,7 @@ class CycleGANConfig:
     epochs: float = option(100.0, "epochs at the full learning rate (an epoch is max(|A|, |B|) images)")
     epochs_decay: float = option(100.0, "epochs of linear decay to 0 after them")
     batch_size: int = option(1, "global batch size (split over ranks)")
+    stop_after: int = option(0, "stop after this many iterations (0 = the whole schedule); the schedule is not shortened")
     precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
                             choices=precision.PRECISIONS)
     channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs)")
@@ -93,7 +94,7 @@ PRESETS: dict[str, dict] = {
                     precision="bf16", channels_last=True, workers=8, epochs=100.0, epochs_decay=100.0),
 }
 
-RESUME_MAY_CHANGE = ("resume", "out", "quiet", "device", "workers")
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "device", "workers", "stop_after")
 
 
 def check_config(cfg: CycleGANConfig, world_size: int) -> None:
@@ -119,7 +120,7 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
                         ("--lambda-b", cfg.lambda_b), ("--workers", cfg.workers), ("--val-images", cfg.val_images)):
         if value < 0:
             raise UserError(f"{flag} must not be negative, not {value}")
-    for flag, value in (("--log-every", cfg.log_every), ("--sample-every", cfg.sample_every),
+    for flag, value in (("--stop-after", cfg.stop_after), ("--log-every", cfg.log_every), ("--sample-every", cfg.sample_every),
                         ("--checkpoint-every", cfg.checkpoint_every)):
         if value < 0:
             raise UserError(f"{flag} must not be negative, not {value}")
@@ -166,8 +167,9 @@ def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
               for domain, label in ((domain_a, "A"), (domain_b, "B"))]
     train = [data_io.streaming(split[0], cfg.crop_size, cfg.load_size, c, True, cfg.flip, cfg.on_bad_image)
              for split, c in zip(splits, channels)]
+    # held-out images for grids and validation numbers; without a hold-out, the first few training images for grids
     fixed = tuple(data_io.fixed_images(data_io.streaming(split[1] or split[0], cfg.crop_size, cfg.load_size, c, False,
-                                                         False, "fail"), 64)
+                                                         False, "fail"), 64 if split[1] else 8)
                   for split, c in zip(splits, channels))
     sizes = (len(train[0]), len(train[1]))
     steps_per_epoch = max(sizes) // cfg.batch_size  # an epoch is max(|A|, |B|) images per domain, as the reference
@@ -211,6 +213,7 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     spe = data.steps_per_epoch
     constant_steps, decay_steps = round(cfg.epochs * spe), round(cfg.epochs_decay * spe)
     total_steps = max(1, constant_steps + decay_steps)
+    end_step = min(total_steps, cfg.stop_after) if cfg.stop_after else total_steps
 
     run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("cyclegan")))
     cfg = replace(cfg, out=run_dir)
@@ -239,14 +242,14 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     step_nets = CycleGANNets(wrap(generators), wrap(nets["d_a"]), wrap(nets["d_b"]))
     print_main(info, f"training a CycleGAN on {data.source}: {data.names[0]} ({data.sizes[0]} images, {data.channels[0]} ch) "
                      f"<-> {data.names[1]} ({data.sizes[1]} images, {data.channels[1]} ch) at {cfg.crop_size} px for "
-                     f"{total_steps} iterations ({spe}/epoch), batch {cfg.batch_size} on {info.world_size} x "
+                     f"{end_step} of {total_steps} iterations ({spe}/epoch), batch {cfg.batch_size} on {info.world_size} x "
                      f"{info.device.type}, {precision_name}")
     saver = Saver(folder, cfg, info, nets, opt_g, opt_d, scaler, pools, meta, checkpoint_file)
-    bar = tqdm(total=total_steps, initial=state["step"], disable=cfg.quiet or not info.is_main, leave=False,
+    bar = tqdm(total=end_step, initial=min(state["step"], end_step), disable=cfg.quiet or not info.is_main, leave=False,
                dynamic_ncols=True)
     window: list[dict] = []
     window_start = time.time()
-    while state["step"] < total_steps:
+    while state["step"] < end_step:
         epoch, start = divmod(state["step"], spe)
         data.sampler.set_position(epoch, start)
         for batch_a, batch_b, errors in data.loader:
@@ -282,7 +285,7 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
                 if step % spe == 0:
                     state["validation"] = record_validation(folder, info, nets, data, step, spe)
                 saver.save(state)
-            if step >= total_steps:
+            if step >= end_step:
                 break
     bar.close()
     if window:
@@ -293,7 +296,7 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     result = {key: value for key, value in state["validation"].items() if key != "step"}
     if folder:
         draw_grid(nets, data.fixed, info.device, folder.samples_dir / "final.png")
-        folder.set_status("finished", step=state["step"], train_time=state["train_time"], **result)
+        folder.set_status("finished" if state["step"] >= total_steps else "stopped", step=state["step"], train_time=state["train_time"], **result)
         folder.close()
     print_main(info, f"done: {state['step']} iterations in {state['train_time']:.1f} s; "
                      f"{'held-out' if data.held_out else 'training'} cycle error A {result['val_cycle_a']:.4f}, "
