@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,7 +193,8 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
     info = dist.setup(cfg.device)
     check_config(cfg, info.world_size)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial nets on every rank (DDP also broadcasts rank 0's)
+    random.seed(cfg.seed + info.rank)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=info.device.type == "cuda")  # reflection pad: no CUDA kernel
         torch.backends.cudnn.benchmark = False
