@@ -69,11 +69,9 @@ def dcgan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def interpolates(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """x_hat = a x + (1 - a) G(z), a ~ U[0, 1] per sample (WGAN-GP alg. 1); real, fake (B, ...)."""
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, generator=generator, device=real.device if generator is None else generator.device)
-    alpha = alpha.to(real.device, real.dtype)
+def interpolates(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """x_hat = a x + (1 - a) G(z) with one a ~ U[0, 1] per sample (WGAN-GP alg. 1); real, fake (B, ...), alpha (B,)."""
+    alpha = alpha.to(real.device, real.dtype).view((real.shape[0],) + (1,) * (real.dim() - 1))
     return (alpha * real.detach() + (1 - alpha) * fake.detach()).contiguous(memory_format=_memory_format(real))
 
 
@@ -105,10 +103,12 @@ def gradient_penalty(critic: nn.Module, x_hat: torch.Tensor, precision_name: str
 
 def critic_objective(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, loss: str, gp_weight: float,
                      precision_name: str = "fp32", loss_scale: float = 1.0,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                     alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The critic's loss for one step and detached statistics (critic_loss without penalty, wasserstein, gp).
 
-    real, fake (B, ...): fake must come from the generator under no_grad. The critic is called on the real
+    real, fake (B, ...): fake must come from the generator under no_grad. alpha (B,): the interpolation weights
+    of the gradient penalty (drawn from torch's global RNG when None; the trainer draws them for the global
+    batch and passes each rank its slice, so results do not depend on the number of ranks). The critic is called on the real
     and the fake batch separately, as the lesson does: a BatchNorm critic (`wgan` nets) normalises each
     batch with its own statistics.
     """
@@ -118,7 +118,8 @@ def critic_objective(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     objective = dcgan_critic_loss(real_scores, fake_scores) if loss == "dcgan" else wgan_critic_loss(real_scores, fake_scores)
     stats = {"critic_loss": objective.detach(), "wasserstein": wasserstein_estimate(real_scores, fake_scores)}
     if loss == "wgan-gp":
-        penalty, norms = gradient_penalty(critic, interpolates(real, fake, generator), precision_name, loss_scale)
+        alpha = torch.rand(real.shape[0], device=real.device) if alpha is None else alpha
+        penalty, norms = gradient_penalty(critic, interpolates(real, fake, alpha), precision_name, loss_scale)
         objective = objective + gp_weight * penalty
         stats["gp"], stats["grad_norm"] = penalty.detach(), norms.mean()
     return objective, stats
