@@ -124,6 +124,33 @@ def run_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_translate(commands: argparse._SubParsersAction) -> None:
+    translate = commands.add_parser("translate", help="translate a folder of images (any size) with a CycleGAN run")
+    translate.add_argument("run", help="cyclegan run folder")
+    translate.add_argument("input_dir", help="folder of images to translate (searched recursively)")
+    translate.add_argument("output_dir", help="where the translations go, with the same relative paths and names")
+    translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
+    translate.add_argument("--batch-size", type=int, default=1)
+    translate.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail",
+                           help="an unreadable file: stop naming it, or skip it and list it at the end")
+    translate.add_argument("--device", default="auto")
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    from darkroom.dist import pick_device
+    from darkroom.train.cyclegan_translate import translate_folder
+
+    if not Path(args.run).exists():
+        raise UserError(f"run folder {args.run} does not exist")
+    result = translate_folder(args.run, args.direction, args.input_dir, args.output_dir, pick_device(args.device),
+                              args.batch_size, on_bad_image=args.on_bad_image)
+    for sentence in result["skipped"]:
+        print(f"skipped: {sentence}")
+    skipped = f", skipped {len(result['skipped'])}" if result["skipped"] else ""
+    print(f"translated {result['translated']} images {args.direction} into {result['output_dir']}{skipped}")
+    return 0
+
+
 def add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="(re)build report.html of a run, or index.html of a folder of runs")
     report.add_argument("path", help="a run folder, or a folder holding run folders")
@@ -163,6 +190,7 @@ def build_parser(argv: list[str]) -> Parser:
     add_use_commands(commands)
     add_demo(commands)
     add_report(commands)
+    add_translate(commands)
     return parser
 
 
@@ -182,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "report":
             return run_report(args)
+        if args.command == "translate":
+            return run_translate(args)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2
