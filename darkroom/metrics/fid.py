@@ -1,0 +1,128 @@
+"""Fréchet distance (FID, arXiv:1706.08500) and Kernel Inception Distance (KID, arXiv:1801.01401).
+
+Staged and pure: features -> gaussian_stats -> frechet_distance, and features -> kid. Works on any
+feature network; scores compare only between runs that use the same network and sample count.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from darkroom.errors import UserError
+
+Features = np.ndarray | torch.Tensor
+
+
+def as_features(features: Features, name: str, min_rows: int = 1) -> np.ndarray:
+    """Return `features` as a C-contiguous float64 (N, D) array, or say which argument is malformed."""
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    array = np.ascontiguousarray(features, dtype=np.float64)
+    if array.ndim != 2:
+        raise UserError(f"{name} must be a 2-D (samples, features) array, got shape {array.shape}.")
+    if array.shape[0] < min_rows:
+        raise UserError(f"{name} has {array.shape[0]} samples; this metric needs at least {min_rows}.")
+    if not np.isfinite(array).all():
+        raise UserError(f"{name} contains NaN or infinite values.")
+    return array
+
+
+@contextmanager
+def full_float32_matmul() -> Iterator[None]:
+    """Force IEEE float32 matmuls (no bf16/TF32 shortcuts) inside: the error bounds here assume them."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def gaussian_stats(features: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64 (as TTUR/pytorch-fid's np.cov)."""
+    x = torch.from_numpy(as_features(features, "features", min_rows=2))
+    mu = x.mean(dim=0)
+    centered = x - mu  # centring first keeps the product free of catastrophic cancellation
+    sigma = centered.T @ centered / (x.shape[0] - 1)
+    return mu.numpy(), sigma.numpy()
+
+
+def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> float:
+    """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2 (D, D) float64.
+
+    The eigenvalues of S1 S2 equal those of the symmetric PSD matrix R^T S2 R for any R with
+    R R^T = S1, so only a symmetric eigenvalue solve is needed. R is the Cholesky factor when S1 is
+    numerically positive definite (cheap, backward stable) and S1^(1/2) from eigh otherwise (singular
+    covariances, N < D), where scipy's sqrtm needs pytorch-fid's diagonal offset to stay finite.
+    """
+    factor, info = torch.linalg.cholesky_ex(s1)
+    if info.item() != 0:
+        eigenvalues, eigenvectors = torch.linalg.eigh(s1)
+        factor = eigenvectors * eigenvalues.clamp_min(0).sqrt()  # (E diag(sqrt w)) (E diag(sqrt w))^T = S1
+    middle = factor.T @ s2 @ factor
+    eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2)
+    return eigenvalues.clamp_min(0).sqrt().sum().item()  # negative eigenvalues are round-off of zeros
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)) between N(mu1, S1) and N(mu2, S2) (arXiv:1706.08500)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1 = torch.as_tensor(np.asarray(sigma1, np.float64))
+    s2 = torch.as_tensor(np.asarray(sigma2, np.float64))
+    if mu1.ndim != 1 or mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.shape[0],) * 2:
+        raise UserError(f"Gaussian statistics disagree in shape: mu {mu1.shape} vs {mu2.shape}, "
+                        f"sigma {tuple(s1.shape)} vs {tuple(s2.shape)}.")
+    s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
+    diff = mu1 - mu2
+    value = float(diff @ diff) + torch.trace(s1).item() + torch.trace(s2).item() - 2.0 * _trace_sqrt_product(s1, s2)
+    # A squared distance: only round-off (order 1e-12 of the traces) can push it below 0.
+    return max(value, 0.0)
+
+
+def fid_from_features(a: Features, b: Features) -> float:
+    """Fréchet distance between Gaussians fitted to two (N, D) feature sets."""
+    return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def _unbiased_mmd2(x: torch.Tensor, y: torch.Tensor, degree: int, gamma: float, coef0: float) -> float:
+    """Unbiased MMD^2 with the kernel k(u, v) = (gamma u.v + coef0)^degree; x and y are (m, D) float32."""
+    m = x.shape[0]
+
+    def kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # float32 Gram (the cost), float64 kernel and sums: entry errors ~1e-7 average out over m^2 terms.
+        return (gamma * (u @ v.T).double() + coef0) ** degree
+
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    off_xx = k_xx.sum() - k_xx.diagonal().sum()
+    off_yy = k_yy.sum() - k_yy.diagonal().sum()
+    return ((off_xx + off_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m)).item()
+
+
+def kid(a: Features, b: Features, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
+        gamma: float | None = None, coef0: float = 1.0, seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the unbiased polynomial-kernel MMD^2 over random subsets (Bińkowski 2018, arXiv:1801.01401).
+
+    subset_size is clipped to the smaller sample. Subsets are drawn as torch-fidelity draws them
+    (one numpy RandomState(seed), a-subset then b-subset, without replacement), so the numbers agree
+    with its `kid_features_to_metric` on the same features and seed; std is the population std (ddof=0).
+    """
+    fa = as_features(a, "a", min_rows=2)
+    fb = as_features(b, "b", min_rows=2)
+    if fa.shape[1] != fb.shape[1]:
+        raise UserError(f"KID features disagree in width: {fa.shape[1]} vs {fb.shape[1]}.")
+    if subsets < 1 or subset_size < 2:
+        raise UserError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}.")
+    m = min(subset_size, fa.shape[0], fb.shape[0])
+    gamma = 1.0 / fa.shape[1] if gamma is None else gamma
+    xa, xb = torch.from_numpy(fa).float(), torch.from_numpy(fb).float()
+    rng = np.random.RandomState(seed)
+    values = np.empty(subsets)
+    with full_float32_matmul():
+        for i in range(subsets):
+            ia = torch.from_numpy(rng.choice(fa.shape[0], m, replace=False))
+            ib = torch.from_numpy(rng.choice(fb.shape[0], m, replace=False))
+            values[i] = _unbiased_mmd2(xa[ia], xb[ib], degree, gamma, coef0)
+    return float(values.mean()), float(values.std())
