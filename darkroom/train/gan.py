@@ -234,6 +234,8 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
                 batches, memory_format)
     saver = lambda: save(folder, cfg, G, D, opt_g, opt_d, scaler_g, scaler_d, noise, batches, state, meta, fixed_z)  # noqa: E731
     result = train(cfg, info, loop, state, folder, saver, fixed_z, meta)
+    if batches.skipped:
+        print_main(info, f"skipped {batches.skipped} unreadable or too small images of {batches.source}")
     if folder:
         folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
         folder.close()
@@ -329,7 +331,7 @@ def train(cfg: GanConfig, info: dist.DistInfo, loop: Loop, state: dict, folder, 
         bar.update(1)
         last = state["iteration"] == cfg.iterations or state["train_time"] >= budget
         if state["iteration"] % cfg.log_every == 0 or last:
-            result = log_interval(cfg, info, state, folder, bar)
+            result = log_interval(cfg, info, state, folder, bar, loop.batches.skipped)
         if info.is_main and (state["iteration"] % cfg.sample_every == 0 or last):
             write_samples(loop.G, fixed_z, folder, state["iteration"], meta, info.device)
         if state["iteration"] % cfg.checkpoint_every == 0 or last:
@@ -350,12 +352,13 @@ def check_finite(cfg: GanConfig, state: dict, values: list[float]) -> None:
     """--on-nan stop: raise before anything non-finite reaches a checkpoint or the log."""
     if cfg.on_nan == "stop" and not all(math.isfinite(value) for value in values):
         first = state["iteration"] - state["interval"]["count"]
+        kept = (f"the last good checkpoint in {cfg.out}/checkpoints is intact" if (Path(cfg.out) / "checkpoints" / "last.pt").exists()
+                else "no checkpoint had been written yet")
         raise UserError(f"the GAN losses became non-finite between generator iterations {first} and "
-                        f"{state['iteration']}; the last good checkpoint in {cfg.out}/checkpoints is intact "
-                        "(lower --lr, or pass --on-nan skip)")
+                        f"{state['iteration']}; {kept} (lower --lr, or pass --on-nan skip)")
 
 
-def log_interval(cfg: GanConfig, info: dist.DistInfo, state: dict, folder, bar) -> dict:
+def log_interval(cfg: GanConfig, info: dist.DistInfo, state: dict, folder, bar, bad_images: int) -> dict:
     """Average the interval's statistics over steps and ranks; stop on a non-finite loss (before any checkpoint)."""
     interval = state["interval"]
     sums = interval["sums"]
@@ -366,7 +369,7 @@ def log_interval(cfg: GanConfig, info: dist.DistInfo, state: dict, folder, bar) 
     record.update({key: float(value) for key, value in zip(names, means) if key != "skipped"})
     check_finite(cfg, state, [record[key] for key in ("critic_loss", "generator_loss") if key in record])
     state["skipped"] += int(round(float(sums.get("skipped", 0.0))))
-    record.update(skipped_steps=state["skipped"], it_per_s=interval["count"] / max(1e-9, interval["time"]),
+    record.update(skipped_steps=state["skipped"], bad_images=bad_images, it_per_s=interval["count"] / max(1e-9, interval["time"]),
                   critic_steps_per_s=interval["critic_steps"] / max(1e-9, interval["time"]),
                   train_time=state["train_time"])
     state["interval"] = {"sums": {}, "count": 0, "critic_steps": 0, "time": 0.0}

@@ -191,7 +191,7 @@ class StreamBatches:
         try:
             x, _ = next(self._iterator)  # (b, C, size, size) uint8
         except BadImage as error:  # raised in a worker: keep only the original one-sentence message
-            raise BadImage(_worker_message(error)) from None
+            raise BadImage(f"{_worker_message(error)} (--on-bad-image skip skips such files)") from None
         self.batches_done += 1
         return to_unit_range(x.to(self.device, non_blocking=True))
 

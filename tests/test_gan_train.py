@@ -1,0 +1,179 @@
+"""darkroom train gan through the CLI: every loss, image folders (mixed modes), CSV lists, LSUN lmdb, streaming,
+bad input (empty, too small, corrupt: skip vs fail) and non-finite losses. Tiny nets, a few steps each."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import needs_fashion
+from darkroom import cli
+from darkroom.data.lsun import write_lsun_lmdb
+from darkroom.train import gan
+
+TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-samples", "4", "--iterations", "2",
+        "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "2", "--warmup-critic", "off", "--quiet",
+        "--n-critic", "2"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: one thread beats two on a busy machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def train(tmp_path: Path, *args: str, name: str = "run") -> tuple[int, Path]:
+    out = tmp_path / name
+    code = cli.main(["train", "gan", *TINY, *args, "--out", str(out)])
+    return code, out
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def picture(seed: int, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    array = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def image_folder(root: Path, count: int = 6, size: tuple[int, int] = (24, 20)) -> Path:
+    modes = ["RGB", "L", "RGBA", "P", "CMYK", "LA"]
+    for i in range(count):
+        folder = root / ("a" if i % 2 else "b/nested")  # recursive, no class layout needed
+        folder.mkdir(parents=True, exist_ok=True)
+        picture(i, size, modes[i % len(modes)]).save(folder / f"{i}.{'jpg' if modes[i % len(modes)] == 'CMYK' else 'png'}")
+    return root
+
+
+@needs_fashion
+@pytest.mark.parametrize("loss", ["wgan", "wgan-gp", "dcgan"])
+def test_each_loss_trains_two_steps(tmp_path, loss, capsys):
+    code, run = train(tmp_path, "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16", "--loss", loss)
+    assert code == 0, capsys.readouterr().err
+    lines = metrics(run)
+    assert [line["iteration"] for line in lines] == [1, 2]
+    assert lines[-1]["critic_iterations"] == 4  # --n-critic 2
+    assert all(math.isfinite(line["critic_loss"]) and math.isfinite(line["generator_loss"]) for line in lines)
+    assert ("gp" in lines[-1]) == (loss == "wgan-gp")
+    assert (run / "samples" / "iter_000002.png").is_file()
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["state"]["iteration"] == 2 and saved["meta"]["size"] == 16 and saved["meta"]["channels"] == 1
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert f"run folder {run}" in capsys.readouterr().out
+
+
+def test_loss_defaults_follow_the_papers():
+    wgan = gan.resolve(gan.GanConfig(loss="wgan"))
+    assert (wgan.optimizer, wgan.lr, wgan.n_critic, wgan.warmup, wgan.spec.critic_norm) == ("rmsprop", 5e-5, 5, True, "batch")
+    gp = gan.resolve(gan.GanConfig(loss="wgan-gp"))
+    assert (gp.optimizer, gp.lr, gp.betas, gp.n_critic, gp.warmup, gp.spec.critic_norm) == ("adam", 1e-4, (0.0, 0.9), 5, False, "layer")
+    dc = gan.resolve(gan.GanConfig(loss="dcgan"))
+    assert (dc.optimizer, dc.lr, dc.betas, dc.n_critic) == ("adam", 2e-4, (0.5, 0.999), 1)
+    lesson = gan.resolve(gan.GanConfig(**gan.PRESETS["lesson"]))
+    assert (lesson.optimizer, lesson.lr, lesson.warmup, lesson.spec.order, lesson.spec.n_extra_layers) == (
+        "rmsprop", 1e-4, True, "conv-act-norm", 1)
+
+
+def test_gradient_penalty_refuses_batchnorm_critic(tmp_path, capsys):
+    code, _ = train(tmp_path, "--data", "fashion-mnist", "--loss", "wgan-gp", "--critic-norm", "batch")
+    assert code == 2 and "--critic-norm batch cannot be used with --loss wgan-gp" in capsys.readouterr().err
+
+
+def test_image_folder_with_mixed_modes(tmp_path, capsys):
+    data = image_folder(tmp_path / "images")
+    code, run = train(tmp_path, "--data", str(data), "--image-size", "16", "--load-size", "18")
+    assert code == 0, capsys.readouterr().err
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["meta"]["channels"] == 3 and saved["meta"]["images"] == 6
+
+
+def test_csv_list_with_sample(tmp_path, capsys):
+    data = image_folder(tmp_path / "images", count=10)
+    files = sorted(path.relative_to(data) for path in data.rglob("*.*"))
+    (data / "files.csv").write_text("fn\n" + "".join(f"{path}\n" for path in files))
+    code, run = train(tmp_path, "--data", str(data / "files.csv"), "--image-size", "16", "--sample", "0.5")
+    assert code == 0, capsys.readouterr().err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["meta"]["images"] == 5
+
+
+def test_lsun_lmdb_streams(tmp_path, capsys):
+    lmdb_dir = write_lsun_lmdb(tmp_path / "bedroom_train_lmdb", [picture(i, (30, 20)) for i in range(8)])
+    code, run = train(tmp_path, "--data", str(lmdb_dir), "--image-size", "16", "--workers", "0")
+    assert code == 0, capsys.readouterr().err
+    assert "stream" in capsys.readouterr().out
+    assert len(metrics(run)) == 2
+
+
+def test_streamed_folder_skip_counts_and_fail_names_the_file(tmp_path, capsys):
+    data = image_folder(tmp_path / "images", count=7)
+    (data / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    stream = ["--data", str(data), "--image-size", "16", "--stream", "always", "--workers", "1"]
+    # 8 files, batch 4: every epoch draws each file once; 3 iterations x 2 critic steps = 3 epochs
+    code, run = train(tmp_path, *stream, "--on-bad-image", "skip", "--iterations", "3")
+    assert code == 0, capsys.readouterr().err
+    assert metrics(run)[-1]["bad_images"] >= 1
+    code, _ = train(tmp_path, *stream, name="fail")
+    err = capsys.readouterr().err
+    assert code == 2 and "broken.png is not a readable image" in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    code, _ = train(tmp_path, "--data", str(tmp_path / "empty"))
+    err = capsys.readouterr().err
+    assert code == 2 and "holds no images" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_images_smaller_than_the_training_size(tmp_path, capsys):
+    data = image_folder(tmp_path / "images", size=(12, 12))
+    code, _ = train(tmp_path, "--data", str(data), "--image-size", "16")
+    err = capsys.readouterr().err
+    assert code == 2 and "is 12x12, smaller than the 16-pixel load size" in err and len(err.strip().splitlines()) == 1
+    code, _ = train(tmp_path, "--data", str(data), "--image-size", "16", "--allow-upscale", name="upscaled")
+    assert code == 0, capsys.readouterr().err
+
+
+def test_corrupt_file_fail_vs_skip(tmp_path, capsys):
+    data = image_folder(tmp_path / "images", count=6)
+    (data / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, _ = train(tmp_path, "--data", str(data), "--image-size", "16", name="fail")
+    err = capsys.readouterr().err
+    assert code == 2 and "broken.jpg is not a readable image" in err and len(err.strip().splitlines()) == 1
+    code, run = train(tmp_path, "--data", str(data), "--image-size", "16", "--on-bad-image", "skip", name="skip")
+    assert code == 0, capsys.readouterr().err
+    assert metrics(run)[-1]["bad_images"] == 1
+
+
+@needs_fashion
+def test_nan_stops_with_last_good_checkpoint_intact(tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real_objective = gan.critic_objective
+
+    def poisoned(*args, **kwargs):  # finite for two generator iterations (2 critic steps each), then NaN
+        objective, stats = real_objective(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 4:
+            objective, stats["critic_loss"] = objective * float("nan"), stats["critic_loss"] * float("nan")
+        return objective, stats
+
+    monkeypatch.setattr(gan, "critic_objective", poisoned)
+    code, run = train(tmp_path, "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16",
+                      "--iterations", "4", "--checkpoint-every", "1")
+    err = capsys.readouterr().err
+    assert code == 2 and "non-finite between generator iterations 2 and 3" in err and "is intact" in err
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["state"]["iteration"] == 2
+    assert all(torch.isfinite(tensor).all() for tensor in saved["generator"].values() if tensor.is_floating_point())
+
+    calls["n"] = 0
+    code, run = train(tmp_path, "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16",
+                      "--iterations", "4", "--on-nan", "skip", name="skip")
+    assert code == 0, capsys.readouterr().err
+    assert metrics(run)[-1]["skipped_steps"] == 4  # iterations 3 and 4: two critic steps each
