@@ -169,3 +169,16 @@ def test_kid_agrees_with_torch_fidelity() -> None:
     mean, std = kid(a, b, subsets=10, subset_size=300, seed=5)
     assert mean == pytest.approx(ref["kernel_inception_distance_mean"], abs=1e-9, rel=1e-6)
     assert std == pytest.approx(ref["kernel_inception_distance_std"], abs=1e-9, rel=1e-6)
+
+
+def test_translation_scores() -> None:
+    from darkroom.metrics.translation import translation_scores
+
+    rng = np.random.default_rng(9)
+    real_b = rng.standard_normal((300, 6))
+    scores = translation_scores(torch.tensor([1, 1, 0, 1]), 1, real_b[:150], real_b[150:],
+                                torch.tensor([[0.5, -0.5], [1.0, 0.0]]))
+    assert scores["translation_target_accuracy"] == 0.75
+    assert scores["translation_cycle_l1"] == 0.5
+    assert scores["translation_fid"] == pytest.approx(fid_from_features(real_b[:150], real_b[150:]))
+    assert translation_scores([1], 1, real_b + 3.0, real_b, [0.0])["translation_fid"] > 50
