@@ -200,16 +200,21 @@ def time_steps(step: Callable[[], object], steps: int, device: object, warmup: i
     return watch.seconds
 
 
-def alternate(measurements: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each measurement `rounds` times in one process, order alternating (A B, B A, A B, ...).
+def alternate(measurements: dict[str, Callable[[], object]], rounds: int,
+              keep_going: Callable[[], bool] | None = None) -> dict[str, list]:
+    """Run each measurement up to `rounds` times in one process, order alternating (A B, B A, A B, ...).
 
     Alternation spreads slow drifts (thermal, other load) evenly over the sides of an A/B comparison.
+    `keep_going()` is asked before every round after the first (a time budget); each side then has the
+    same number of results.
     """
     names = list(measurements)
-    values: dict[str, list[float]] = {name: [] for name in names}
+    values: dict[str, list] = {name: [] for name in names}
     for round_index in range(rounds):
+        if round_index and keep_going is not None and not keep_going():
+            break
         for name in names if round_index % 2 == 0 else reversed(names):
-            values[name].append(float(measurements[name]()))
+            values[name].append(measurements[name]())
     return values
 
 

@@ -1,0 +1,185 @@
+"""GPU benchmark (`make bench-gpu`): correctness first, then timed side-by-side comparisons, in at most 8 minutes.
+
+    python3 -m benchmarks.gpu           # a bare H100/H200 box: torch, torchvision, triton; no network, no install
+    python3 -m benchmarks.gpu --smoke   # the same code paths on CPU at tiny sizes (< 60 s), run by the tests
+Run `make bench-gpu-prepare` on a networked machine first: it fills .data/ (Fashion-MNIST) and .whl/ (airbench and
+any pure-Python package darkroom imports that the box may lack). One JSON per comparison goes to $OUT or
+benchmarks/results/; the last thing printed is the table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # no darkroom install on the GPU box: import it from this checkout
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import common  # noqa: E402  (stdlib + torch only)
+
+WHEELS = REPO / ".whl"
+DATA = REPO / ".data"
+TOTAL_SECONDS = 450  # the whole command must stay under 8 minutes; 30 s margin for start-up and the table
+FULL_BUDGETS = {"correctness": 45, "classifier": 240, "gan": 50, "cyclegan": 80}
+SMOKE_BUDGETS = {"correctness": 20, "classifier": 25, "gan": 10, "cyclegan": 10}
+
+
+@dataclass
+class Context:
+    smoke: bool
+    device: str  # "cuda" or "cpu"
+    data_root: str | None  # folder holding fashion-mnist/, or None for darkroom's own lookup
+    work: Path  # scratch folder for run folders and airbench's data
+    started: float = field(default_factory=time.monotonic)
+    written: list[Path] = field(default_factory=list)
+    wheel_note: str = ""
+
+    def name(self, base: str) -> str:
+        return base + ("-smoke" if self.smoke else "")
+
+    def left(self) -> float:
+        return TOTAL_SECONDS - (time.monotonic() - self.started)
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+def install_wheels(target: Path) -> str:
+    """Make the wheels in .whl/ importable without a network: `pip install --no-index` into `target`, or, where pip
+    is missing, unzip them (they are pure Python). Packages the machine already has are left alone."""
+    wheels = sorted(WHEELS.glob("*.whl"))
+    missing = [wheel for wheel in wheels if not _importable(wheel)]
+    if not missing:
+        return f"{len(wheels)} wheel(s) in .whl/, none needed" if wheels else "no .whl/ folder (run make bench-gpu-prepare)"
+    target.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+               "--disable-pip-version-check", "--find-links", str(WHEELS), "--target", str(target), *map(str, missing)]
+    how = "pip install --no-index"
+    if subprocess.run(command, capture_output=True, text=True).returncode != 0:
+        how = "unzipped (pip failed)"
+        for wheel in missing:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(target)
+    sys.path.append(str(target))
+    return f"{how}: {', '.join(wheel.name for wheel in missing)}"
+
+
+def _importable(wheel: Path) -> bool:
+    import importlib.util
+
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    modules = {top.removesuffix(".py") for top in tops if "." not in top.removesuffix(".py") and top != "__pycache__"}
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+def find_data_root(smoke: bool) -> str | None:
+    if (DATA / "fashion-mnist" / "train-images-idx3-ubyte.gz").is_file():
+        return str(DATA)
+    if smoke:
+        return None  # CI: darkroom's own lookup (the Debian package)
+    raise SystemExit(f"{DATA}/fashion-mnist/ holds no Fashion-MNIST files: run `make bench-gpu-prepare` first")
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def guarded(ctx: Context, name: str, budget: float, function) -> None:
+    """Run one section; a failure is recorded in its JSON and the next section still runs."""
+    if ctx.left() < min(budget, 30) and not ctx.smoke:
+        print(f"== {name}: skipped, {ctx.left():.0f} s left of the command's budget", flush=True)
+        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), {"smoke": ctx.smoke}, {"error": "skipped: out of time"},
+                                               rows=[_failed_row(name, "skipped: out of time")], device=ctx.device))
+        return
+    print(f"== {name} (budget {budget:.0f} s, {ctx.left():.0f} s left)", flush=True)
+    started = time.monotonic()
+    try:
+        ctx.written.append(function(ctx, common.Budget(min(budget, max(ctx.left(), 1.0)))))
+    except Exception as error:  # noqa: BLE001 - a failing section must not stop the others
+        message = f"{type(error).__name__}: {error}"
+        traceback.print_exc()
+        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), {"smoke": ctx.smoke}, {"error": message},
+                                               rows=[_failed_row(name, message)], device=ctx.device))
+    finally:
+        _free_memory(ctx.device)
+    print(f"== {name}: {time.monotonic() - started:.1f} s", flush=True)
+
+
+def _failed_row(name: str, message: str) -> dict:
+    return common.comparison_row(f"{name} (GPU)", None, None, "", "-", note=f"FAILED: {message}"[:300])
+
+
+def _free_memory(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: the code paths, not the numbers")
+    parser.add_argument("--only", action="append", choices=tuple(FULL_BUDGETS), help="run only these sections")
+    parser.add_argument("--runs", type=int, default=5, help="training runs per side for time to 94%%")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    with tempfile.TemporaryDirectory(prefix="darkroom-bench-gpu-") as scratch:
+        note = install_wheels(Path(scratch) / "site")
+        import torch
+
+        if not args.smoke and not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run `python3 -m benchmarks.gpu --smoke` for the CPU check")
+        ctx = Context(smoke=args.smoke, device="cpu" if args.smoke else "cuda", data_root=find_data_root(args.smoke),
+                      work=Path(scratch), wheel_note=note)
+        env = common.environment(ctx.device)
+        print(f"bench-gpu{' --smoke' if args.smoke else ''}: {env['device']}, torch {env['torch']}, "
+              f"commit {env['commit']}{' (dirty)' if env['dirty'] else ''}; wheels: {note}", flush=True)
+        from benchmarks import gpu_sections
+
+        budgets = SMOKE_BUDGETS if args.smoke else FULL_BUDGETS
+        sections = {"correctness": gpu_sections.correctness, "classifier": gpu_sections.classifier_time_to_94,
+                    "gan": gpu_sections.gan_throughput, "cyclegan": gpu_sections.cyclegan_throughput}
+        for name, function in sections.items():
+            if not args.only or name in args.only:
+                if name == "classifier":
+                    function = _with_runs(function, args.runs)
+                guarded(ctx, name, budgets[name], function)
+        print(f"bench-gpu: {TOTAL_SECONDS - ctx.left():.0f} s in all", flush=True)
+        print_table(ctx.written)
+    return 0
+
+
+def _with_runs(function, runs: int):
+    def section(ctx: Context, budget: common.Budget) -> Path:
+        return function(ctx, budget, runs)
+    return section
+
+
+def print_table(paths: list[Path]) -> None:
+    """The short table: one line per comparison row of the JSON files this run wrote."""
+    from benchmarks.table import format_value, load_rows
+
+    rows = load_rows(paths)
+    header = ("comparison", "darkroom", "baseline", "ratio", "target", "met")
+    lines = [(r.get("comparison", "?"), format_value(r.get("darkroom"), r.get("unit", "")),
+              format_value(r.get("baseline"), r.get("unit", "")),
+              format_value(r["ratio"], "x", r.get("ratio_bound", "")), r.get("target") or "",
+              {True: "yes", False: "NO", None: ""}[r.get("met")]) for r in rows]
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    print()
+    for line in [header, tuple("-" * w for w in widths), *lines]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    for r in rows:
+        if r.get("note"):
+            print(f"  * {r['comparison']}: {r['note']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

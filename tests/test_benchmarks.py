@@ -1,0 +1,147 @@
+"""The benchmark harness: result records, the alternating runner, the table, airbench's data format, and the two
+scripts run end to end at tiny sizes (gpu.py --smoke on CPU, classifier_cpu.py --quick) so they cannot rot."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import common, table
+from benchmarks.classifier_cpu import first_reaching, time_row
+from benchmarks.gpu_airbench import cifar_format, parse_final_row
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRED = ("device", "torch", "commit", "date", "settings", "figures", "ratio", "rows", "environment")
+
+
+def run_module(module: str, args: list[str], out: Path, timeout: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(out), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def check_record(path: Path) -> dict:
+    record = json.loads(path.read_text())
+    for key in REQUIRED:
+        assert key in record, f"{path.name} lacks {key}"
+    assert record["torch"] == torch.__version__
+    assert record["environment"]["cpu_cores"] >= 1 and record["environment"]["python"]
+    assert record["rows"] and all("ratio" in row and "comparison" in row for row in record["rows"])
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- fast unit checks
+def test_comparison_row_ratio_and_target_direction():
+    faster = common.comparison_row("speed", 260.0, 200.0, "images/s", "plain", target=1.3)
+    assert faster["ratio"] == pytest.approx(1.3) and faster["met"] is True
+    slower = common.comparison_row("time", 80.0, 100.0, "s", "plain", target=0.7, higher_is_better=False)
+    assert slower["ratio"] == pytest.approx(0.8) and slower["met"] is False and slower["target"] == "<= 0.7x"
+    missing = common.comparison_row("time", 80.0, None, "s", "plain", target=0.7, higher_is_better=False)
+    assert missing["ratio"] is None and missing["met"] is None
+
+
+def test_alternate_runs_sides_in_abba_order_and_stops_on_budget():
+    order: list[str] = []
+    results = common.alternate({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, 4)
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert results == {"a": [1, 1, 1, 1], "b": [2, 2, 2, 2]}
+    calls = {"n": 0}
+    stopped = common.alternate({"a": lambda: calls.__setitem__("n", calls["n"] + 1)}, 5, keep_going=lambda: calls["n"] < 2)
+    assert len(stopped["a"]) == 2
+
+
+def test_summary_and_strict_json(tmp_path, monkeypatch):
+    stats = common.summary([1.0, 2.0, 3.0, float("nan")])
+    assert stats["n"] == 3 and stats["mean"] == 2.0 and stats["std"] == pytest.approx(1.0) and stats["min"] == 1.0
+    monkeypatch.setenv("OUT", str(tmp_path))
+    path = common.write_result("probe", {"a": (1, 2)}, {"bad": float("inf")})
+    assert path.parent == tmp_path
+    record = json.loads(path.read_text())  # strict JSON: no NaN/Infinity tokens
+    assert record["figures"]["bad"] is None and record["settings"]["a"] == [1, 2] and record["ratio"] is None
+
+
+def test_time_to_accuracy_rule_and_bounds():
+    reaching = [[{"test_acc": 0.90, "train_time": 10.0}, {"test_acc": 0.93, "train_time": 20.0}],
+                [{"test_acc": 0.91, "train_time": 12.0}, {"test_acc": 0.92, "train_time": 22.0}]]
+    ours = first_reaching(reaching, 0.92)
+    assert ours == {"reached": True, "epoch": 2, "mean_acc": pytest.approx(0.925), "seconds": pytest.approx(21.0)}
+    never = first_reaching([[{"test_acc": 0.90, "train_time": 30.0}]], 0.92)
+    assert never["reached"] is False and never["seconds"] == 30.0
+    row = time_row(ours, never, 1, "plain", 0.7)
+    assert row["ratio"] == pytest.approx(0.7) and row["ratio_bound"] == "<=" and row["met"] is True
+    failed = time_row(never, ours, 1, "plain", 0.7)
+    assert failed["ratio"] is None and failed["met"] is False and "darkroom did not reach" in failed["note"]
+
+
+def test_airbench_format_pads_and_replicates():
+    images = torch.randint(1, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    data = cifar_format(images, torch.tensor([0, 5, 9]), ["a"] * 10)
+    assert data["images"].shape == (3, 32, 32, 3) and data["images"].dtype == torch.uint8
+    assert torch.equal(data["images"][:, 2:30, 2:30, 1], images[:, 0])
+    assert int(data["images"][:, :2].sum()) == 0 and int(data["images"][:, :, 30:].sum()) == 0
+    assert torch.equal(data["images"][..., 0], data["images"][..., 2]) and data["labels"].dtype == torch.int64
+
+
+def test_parse_airbench_final_row():
+    # airbench.utils.print_columns: '|  %s  ' per column, right-justified to the header widths
+    header = ["run   ", "epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc", "total_time_seconds"]
+    values = ["", "eval", "", "", "", "0.9412", "3.1234"]
+    line = "".join(f"|  {value.rjust(len(name))}  " for value, name in zip(values, header)) + "|"
+    printed = "|  run     |  epoch  |\n" + line + "\n" + "-" * len(line)
+    assert parse_final_row(printed) == {"tta_val_acc": 0.9412, "total_time_seconds": 3.1234}
+    with pytest.raises(ValueError):
+        parse_final_row("nothing printed")
+
+
+def test_table_renders_rows_and_skips_trial_runs(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setenv("OUT", str(results))
+    common.write_result("classifier_cpu_throughput", {}, {}, rows=[
+        common.comparison_row("throughput", 1300.0, 1000.0, "images/s", "plain loop", target=1.3)])
+    common.write_result("gpu_gan_throughput-smoke", {}, {}, rows=[common.comparison_row("smoke row", 1.0, 1.0, "it/s", "x")])
+    common.write_result("legacy", {}, {"darkroom": 2.0, "baseline": 4.0, "ratio": 0.5})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{table.BEGIN}\nold table\n{table.END}\n\nafter\n")
+    assert table.main(["--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# title") and text.rstrip().endswith("after")
+    assert "| throughput | 1300 images/s | 1000 images/s (plain loop) | 1.30x | >= 1.3x | yes |" in text
+    assert "| legacy | 2 | 4 | 0.50x |" in text
+    assert "smoke row" not in text
+
+
+# ---------------------------------------------------------------------------------------------- the scripts
+@pytest.mark.slow
+def test_gpu_script_smoke_on_cpu(tmp_path):
+    result = run_module("benchmarks.gpu", ["--smoke"], tmp_path, timeout=900)
+    names = {path.name for path in tmp_path.glob("*.json")}
+    assert names == {"gpu_correctness-smoke.json", "gpu_classifier_time_to_94-smoke.json",
+                     "gpu_gan_throughput-smoke.json", "gpu_cyclegan_throughput-smoke.json"}
+    records = {name: check_record(tmp_path / name) for name in names}
+    for record in records.values():
+        assert "error" not in record["figures"], record["figures"].get("error")
+        assert record["environment"]["device_type"] == "cpu"
+    correctness = records["gpu_correctness-smoke.json"]["figures"]
+    assert correctness["passed"] == correctness["total"] >= 6, correctness["checks"]
+    assert records["gpu_gan_throughput-smoke.json"]["ratio"] > 0
+    assert len(records["gpu_cyclegan_throughput-smoke.json"]["rows"]) == 2
+    assert result.stdout.rindex("comparison") > result.stdout.rindex("s in all")  # the table is printed last
+
+
+@pytest.mark.slow
+def test_classifier_cpu_quick(tmp_path):
+    run_module("benchmarks.classifier_cpu", ["--quick"], tmp_path, timeout=900)
+    throughput = check_record(tmp_path / "classifier_cpu_throughput-quick.json")
+    assert throughput["ratio"] > 0 and throughput["figures"]["darkroom"]["n"] == throughput["figures"]["plain"]["n"] == 2
+    accuracy = check_record(tmp_path / "classifier_cpu_time_to_92-quick.json")
+    assert accuracy["figures"]["darkroom"]["test_acc"]["n"] == 2 and len(accuracy["figures"]["plain"]["curves"]) == 1
+    assert accuracy["settings"]["quick"] is True
+    fastai = check_record(tmp_path / "classifier_cpu_fastai-quick.json")
+    assert fastai["figures"]["status"] in ("run", "not run")
