@@ -281,6 +281,10 @@ def test_translate_keeps_sizes_names_and_folders(gray_run, tmp_path):
     for source, size in (("000.png", (17, 23)), ("sub/000.png", (30, 9)), ("odd.jpg", (13, 11))):
         image = Image.open(tmp_path / "out" / source)
         assert image.size == size and image.mode == "L", source
+    # at the training scale (shorter side resized to the run's load size and back), sizes are kept too
+    result = translate_folder(gray_run, "b2a", inputs, tmp_path / "scaled", torch.device("cpu"), at_training_scale=True,
+                              progress=False)
+    assert result["translated"] == 3 and Image.open(tmp_path / "scaled" / "sub" / "000.png").size == (30, 9)
 
 
 def test_translate_names_unreadable_files(gray_run, tmp_path):

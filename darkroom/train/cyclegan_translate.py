@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -43,12 +44,25 @@ def load_generators(run_dir: str | os.PathLike, device: torch.device,
 
 
 @torch.no_grad()
-def translate_images(generator: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64) -> torch.Tensor:
-    """uint8 (N, C, H, W) of any H, W >= 5 -> uint8 (N, C', H, W), translated in batches."""
+def translate_images(generator: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64,
+                     scale_to: int | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) of any H, W >= 5 -> uint8 (N, C', H, W), translated in batches.
+
+    scale_to (a run's load size): resize so the shorter side is that many pixels first, the scale the generator
+    was trained at, and the result back to H x W after (bicubic, antialiased). None translates at the given scale.
+    """
     out = []
+    height, width = images.shape[-2:]
     for chunk in images.split(batch_size):
-        x = chunk.to(device).float().div_(127.5).sub_(1.0)
-        out.append(to_uint8(translate_any_size(generator, x)).cpu())
+        x = chunk.to(device).float().div_(127.5).sub_(1.0)  # (B, C, H, W) in [-1, 1]
+        if scale_to and min(height, width) != scale_to:
+            factor = scale_to / min(height, width)
+            size = (max(scale_to, round(height * factor)), max(scale_to, round(width * factor)))
+            x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(-1, 1)
+        y = translate_any_size(generator, x)
+        if y.shape[-2:] != (height, width):
+            y = F.interpolate(y.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+        out.append(to_uint8(y).cpu())
     return torch.cat(out)
 
 
@@ -90,7 +104,7 @@ def _batches(paths: list[Path], mode: str, batch_size: int, on_bad_image: str, s
 
 def translate_folder(run_dir: str | os.PathLike, direction: str, input_dir: str | os.PathLike,
                      output_dir: str | os.PathLike, device: torch.device, batch_size: int = 1, *,
-                     on_bad_image: str = "fail", progress: bool = True) -> dict:
+                     on_bad_image: str = "fail", progress: bool = True, at_training_scale: bool = False) -> dict:
     """Translate every image under `input_dir` (any size, any mode) into `output_dir`, keeping relative paths and names.
 
     Each image is reflect-padded to a multiple of 4, translated and cropped back, so its size is kept; it is read
@@ -122,7 +136,8 @@ def translate_folder(run_dir: str | os.PathLike, direction: str, input_dir: str 
     started, translated, skipped = time.time(), 0, []
     with tqdm(total=len(paths), desc=f"translate {direction}", unit="img", disable=not progress, leave=False) as bar:
         for names, images in _batches(paths, mode, batch_size, on_bad_image, skipped):
-            outputs = translate_images(generator, images, device, batch_size)
+            outputs = translate_images(generator, images, device, batch_size,
+                                       meta["load_size"] if at_training_scale else None)
             for path, image in zip(names, outputs):
                 _save(image, output_dir / path.relative_to(input_dir))
             translated += len(names)
