@@ -193,23 +193,16 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
     info = dist.setup(cfg.device)
     check_config(cfg, info.world_size)
-    torch.manual_seed(cfg.seed)  # the same initial nets on every rank (DDP also broadcasts rank 0's)
-    random.seed(cfg.seed + info.rank)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=info.device.type == "cuda")  # reflection pad: no CUDA kernel
-        torch.backends.cudnn.benchmark = False
-    elif info.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg, info)
     precision_name = precision.resolve(cfg.precision, info.device)
 
     data = load_data(cfg, info)
     nets = build_nets(cfg, *data.channels, info.device)
-    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=cfg.lr,
-                             betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=cfg.lr,
-                             betas=(cfg.beta1, cfg.beta2))
+    betas = (cfg.beta1, cfg.beta2)
+    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=cfg.lr, betas=betas)
+    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=cfg.lr, betas=betas)
     scaler = precision.make_scaler(precision_name, info.device)
-    pools = (ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),
+    pools = (ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),  # one pair per rank
              ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2))
     weights = LossWeights(cfg.lambda_a, cfg.lambda_b, cfg.identity, cfg.gan_loss)
     spe = data.steps_per_epoch
@@ -219,52 +212,36 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
 
     run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("cyclegan")))
     cfg = replace(cfg, out=run_dir)
-    folder = runs.RunFolder(run_dir, "cyclegan") if info.is_main else None
-    checkpoint_file = Path(run_dir) / "checkpoints" / "last.pt"
     meta = {"channels_a": data.channels[0], "channels_b": data.channels[1], "domain_a": data.names[0],
             "domain_b": data.names[1], "source": data.source, "train_a": data.sizes[0], "train_b": data.sizes[1],
             "crop_size": cfg.crop_size, "load_size": cfg.load_size, "world_size": info.world_size,
             "steps_per_epoch": spe, "total_steps": total_steps}
-    state = {"step": 0, "log_lines": 0, "train_time": 0.0}
-    if cfg.resume and checkpoint_file.exists():
-        state = restore(cfg, checkpoint_file, info, nets, opt_g, opt_d, scaler, pools, meta)
-        if folder:
-            folder.truncate_log(state["log_lines"])
-            folder.set_status("running", resumes=runs.read_status(run_dir).get("resumes", 0) + 1)
-        print_main(info, f"resumed {run_dir} at step {state['step']} of {total_steps} "
-                         f"(epoch {state['step'] / spe:.2f}, lr factor {lr_factor(state['step'], constant_steps, decay_steps):.3f})")
-    elif folder:
-        if folder.checkpoint_path.exists():
-            raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
-        folder.write_config(to_dict(cfg), argv)
-        folder.set_status("running", resumes=0)
+    saver = Saver(runs.RunFolder(run_dir, "cyclegan") if info.is_main else None, cfg, info, nets, opt_g, opt_d, scaler,
+                  pools, meta, Path(run_dir) / "checkpoints" / "last.pt")
+    state, resumed = open_run(cfg, argv, info, saver)
+    if resumed:
+        print_main(info, f"resumed {run_dir} at step {state['step']} of {total_steps} (epoch {state['step'] / spe:.2f}, "
+                         f"lr factor {lr_factor(state['step'], constant_steps, decay_steps):.3f})")
+    folder = saver.folder
 
-    generators = GeneratorPair(nets["g_ab"], nets["g_ba"])
     wrap = (lambda net: nn.parallel.DistributedDataParallel(net)) if info.distributed else (lambda net: net)
-    step_nets = CycleGANNets(wrap(generators), wrap(nets["d_a"]), wrap(nets["d_b"]))
+    step_nets = CycleGANNets(wrap(GeneratorPair(nets["g_ab"], nets["g_ba"])), wrap(nets["d_a"]), wrap(nets["d_b"]))
     print_main(info, f"training a CycleGAN on {data.source}: {data.names[0]} ({data.sizes[0]} images, {data.channels[0]} ch) "
                      f"<-> {data.names[1]} ({data.sizes[1]} images, {data.channels[1]} ch) at {cfg.crop_size} px for "
                      f"{end_step} of {total_steps} iterations ({spe}/epoch), batch {cfg.batch_size} on {info.world_size} x "
                      f"{info.device.type}, {precision_name}")
-    saver = Saver(folder, cfg, info, nets, opt_g, opt_d, scaler, pools, meta, checkpoint_file)
     bar = tqdm(total=end_step, initial=min(state["step"], end_step), disable=cfg.quiet or not info.is_main, leave=False,
                dynamic_ncols=True)
     window: list[dict] = []
     window_start = time.time()
     while state["step"] < end_step:
-        epoch, start = divmod(state["step"], spe)
-        data.sampler.set_position(epoch, start)
+        data.sampler.set_position(*divmod(state["step"], spe))  # (epoch, first step): exact batches after a resume
         for batch_a, batch_b, errors in data.loader:
-            bad = [error for error in errors if error]
-            if bad:
-                saver.save(state)
-                raise UserError(f"{bad[0]}; the run is saved at iteration {state['step']} (fix or remove the file and "
-                                f"pass --resume, or pass --on-bad-image skip)")
+            stop_on_bad_images([error for error in errors if error], info, saver, state)
             tick = time.time()
             lr = cfg.lr * lr_factor(state["step"], constant_steps, decay_steps)
-            for optimizer in (opt_g, opt_d):
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+            for group in (*opt_g.param_groups, *opt_d.param_groups):
+                group["lr"] = lr
             real_a = to_input(batch_a, info.device, cfg.channels_last)
             real_b = to_input(batch_b, info.device, cfg.channels_last)
             losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, pools[0], pools[1], weights, info.device,
@@ -281,30 +258,77 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
             if cfg.log_every and step % cfg.log_every == 0:
                 log_window(folder, info, window, step, spe, cfg.batch_size, time.time() - window_start, data, state)
                 window, window_start = [], time.time()
-            if info.is_main and cfg.sample_every and step % cfg.sample_every == 0:
+            if folder and cfg.sample_every and step % cfg.sample_every == 0:
                 draw_grid(nets, data.fixed, info.device, folder.samples_dir / f"step-{step:07d}.png")
+            if step % spe == 0:  # epoch end
+                state["validation"] = record_validation(folder, info, nets, data, step, spe)
             if step % spe == 0 or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                if step % spe == 0:
-                    state["validation"] = record_validation(folder, info, nets, data, step, spe)
                 saver.save(state)
             if step >= end_step:
                 break
     bar.close()
     if window:
         log_window(folder, info, window, state["step"], spe, cfg.batch_size, time.time() - window_start, data, state)
+    return finish(info, saver, nets, data, state, total_steps, spe)
+
+
+def seed_everything(cfg: CycleGANConfig, info: dist.DistInfo) -> None:
+    torch.manual_seed(cfg.seed)  # the same initial nets on every rank (DDP also broadcasts rank 0's)
+    random.seed(cfg.seed + info.rank)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=info.device.type == "cuda")  # reflection pad: no CUDA kernel
+        torch.backends.cudnn.benchmark = False
+    elif info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def open_run(cfg: CycleGANConfig, argv: list[str] | None, info: dist.DistInfo, saver: "Saver") -> tuple[dict, bool]:
+    """(state, resumed): a fresh run's, or a resumed one's (its metric lines after the checkpoint dropped)."""
+    folder = saver.folder
+    if cfg.resume and saver.path.exists():
+        state = restore(cfg, saver.path, info, saver.nets, saver.opt_g, saver.opt_d, saver.scaler, saver.pools, saver.meta)
+        if folder:
+            folder.truncate_log(state["log_lines"])
+            folder.set_status("running", resumes=runs.read_status(cfg.out).get("resumes", 0) + 1)
+        return state, True
+    if folder:
+        if folder.checkpoint_path.exists():
+            raise UserError(f"run folder {cfg.out} already holds a run; pass --resume to continue it or pick another --out")
+        folder.write_config(to_dict(cfg), argv)
+        folder.set_status("running", resumes=0)
+    return {"step": 0, "log_lines": 0, "train_time": 0.0}, False
+
+
+def stop_on_bad_images(bad: list[str], info: dist.DistInfo, saver: "Saver", state: dict) -> None:
+    """An undecodable file (on_bad_image fail): save where the run is, then one sentence naming it."""
+    if not bad:
+        return
+    if info.distributed:  # a collective save would hang the other ranks; torchrun stops them instead
+        raise UserError(f"{bad[0]}; the last checkpoint in {saver.path.parent} is intact (fix or remove the file and "
+                        "pass --resume, or pass --on-bad-image skip)")
+    saver.save(state)
+    raise UserError(f"{bad[0]}; the run is saved at iteration {state['step']} (fix or remove the file and pass --resume, "
+                    "or pass --on-bad-image skip)")
+
+
+def finish(info: dist.DistInfo, saver: "Saver", nets: dict[str, nn.Module], data: "Data", state: dict,
+           total_steps: int, spe: int) -> dict:
+    """Final validation numbers, checkpoint, grid and status; the one-line summary."""
+    folder = saver.folder
     if state.get("validation", {}).get("step") != state["step"]:
         state["validation"] = record_validation(folder, info, nets, data, state["step"], spe)
         saver.save(state)
     result = {key: value for key, value in state["validation"].items() if key != "step"}
     if folder:
         draw_grid(nets, data.fixed, info.device, folder.samples_dir / "final.png")
-        folder.set_status("finished" if state["step"] >= total_steps else "stopped", step=state["step"], train_time=state["train_time"], **result)
+        folder.set_status("finished" if state["step"] >= total_steps else "stopped", step=state["step"],
+                          train_time=state["train_time"], **result)
         folder.close()
     print_main(info, f"done: {state['step']} iterations in {state['train_time']:.1f} s; "
                      f"{'held-out' if data.held_out else 'training'} cycle error A {result['val_cycle_a']:.4f}, "
-                     f"B {result['val_cycle_b']:.4f}; run folder {run_dir}")
+                     f"B {result['val_cycle_b']:.4f}; run folder {saver.cfg.out}")
     dist.cleanup()
-    return {**result, "step": state["step"], "train_time": state["train_time"], "run_dir": run_dir}
+    return {**result, "step": state["step"], "train_time": state["train_time"], "run_dir": saver.cfg.out}
 
 
 def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
