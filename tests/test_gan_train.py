@@ -1,5 +1,6 @@
 """darkroom train gan through the CLI: every loss, image folders (mixed modes), CSV lists, LSUN lmdb, streaming,
-bad input (empty, too small, corrupt: skip vs fail) and non-finite losses. Tiny nets, a few steps each."""
+bad input (empty, too small, corrupt: skip vs fail), non-finite losses, toy data; then sampling from a run.
+Tiny nets, a few steps each."""
 import json
 import math
 from pathlib import Path
@@ -9,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import needs_fashion
+from conftest import have_fashion_mnist, needs_fashion
 from darkroom import cli
 from darkroom.data.lsun import write_lsun_lmdb
-from darkroom.train import gan
+from darkroom.errors import UserError
+from darkroom.train import gan, gan_sample
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-samples", "4", "--iterations", "2",
         "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "2", "--warmup-critic", "off", "--quiet",
@@ -177,3 +179,61 @@ def test_nan_stops_with_last_good_checkpoint_intact(tmp_path, capsys, monkeypatc
                       "--iterations", "4", "--on-nan", "skip", name="skip")
     assert code == 0, capsys.readouterr().err
     assert metrics(run)[-1]["skipped_steps"] == 4  # iterations 3 and 4: two critic steps each
+
+
+def test_toy_ring_trains_and_logs_mode_counts(tmp_path, capsys):
+    code, run = train(tmp_path, "--preset", "toy", "--iterations", "2", "--batch-size", "16", "--n-samples", "50")
+    assert code == 0, capsys.readouterr().err
+    counts = [line for line in metrics(run) if "toy_modes_captured" in line]
+    assert counts and counts[-1]["toy_n_modes"] == 8
+    assert (run / "samples" / "iter_000002.png").is_file()
+    assert gan_sample.sample_grid(run, 30, tmp_path / "toy.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    if not have_fashion_mnist():
+        pytest.skip("Fashion-MNIST not installed")
+    out = tmp_path_factory.mktemp("sample") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    assert cli.main(["train", "gan", *TINY, "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16",
+                     "--out", str(out)]) == 0
+    torch.set_num_threads(threads)
+    return out
+
+
+def test_truncated_noise():
+    z = gan_sample.truncated_noise(500, 16, 0.5, torch.Generator().manual_seed(0))
+    assert z.shape == (500, 16) and z.abs().max() <= 0.5 and z.abs().max() > 0.45
+    plain = gan_sample.truncated_noise(4, 3, None, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, torch.randn(4, 3, generator=torch.Generator().manual_seed(1)))
+
+
+def test_slerp_keeps_endpoints_and_radius():
+    z0, z1 = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 3.0, 0.0])
+    path = gan_sample.slerp(z0, z1, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], z0) and torch.allclose(path[-1], z1, atol=1e-6)
+    assert torch.allclose(path.norm(dim=1), torch.full((5,), 3.0))  # lerp's midpoint would have norm 2.12
+
+
+def test_sample_grid_and_interpolation_strip(tiny_run, tmp_path):
+    G, meta = gan_sample.load_generator(tiny_run, "cpu")
+    assert not G.training and meta["size"] == 16 and meta["channels"] == 1
+    first = gan_sample.sample_grid(tiny_run, 9, tmp_path / "a.png", seed=5, truncate=1.0)
+    second = gan_sample.sample_grid(tiny_run, 9, tmp_path / "b.png", seed=5, truncate=1.0)
+    assert first.read_bytes() == second.read_bytes()  # seeded
+    with Image.open(first) as grid:
+        assert grid.size == ((3 * 18 + 2) * 4, (3 * 18 + 2) * 4)  # 3x3 of 16 px + 2 px padding, scaled 64 // 16
+    strip = gan_sample.interpolation_strip(tiny_run, tmp_path / "strip.png", steps=6, seed=1, device="cpu")
+    with Image.open(strip) as image:
+        assert image.size == ((6 * 18 + 2) * 4, (18 + 2) * 4)
+    images = gan_sample.sample_images(tiny_run, 5, seed=2)
+    assert images.shape == (5, 1, 16, 16) and images.abs().max() <= 1
+
+
+def test_sample_refuses_a_classifier_or_missing_run(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        gan_sample.load_generator(tmp_path / "nope")
+    with pytest.raises(UserError, match="truncate must be positive"):
+        gan_sample.truncated_noise(2, 2, 0.0, torch.Generator())

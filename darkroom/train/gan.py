@@ -113,6 +113,10 @@ PRESETS: dict[str, dict] = {
     "lsun-64": dict(image_size=64, load_size=64, channels=3, loss="wgan-gp", iterations=100_000, batch_size=64,
                     workers=8, stream="always", on_bad_image="skip", sample_every=1000, log_every=100,
                     checkpoint_every=2000, channels_last=True),
+    # WGAN-GP's 2-D toys (arXiv:1704.00028 sec. 5.1, its gan_toy.py): MLPs, z of 2, lambda 0.1 ("smaller lambda
+    # seems to help for toy tasks"), Adam (0.5, 0.9); --data toy:grid25 for the 25-Gaussian grid
+    "toy": dict(data="toy:ring8", loss="wgan-gp", nz=2, batch_size=256, iterations=2000, gp_weight=0.1, beta1=0.5,
+                beta2=0.9, n_samples=1000, sample_every=250, log_every=50, checkpoint_every=500),
     # the GPU benchmark: 64x64 WGAN-GP on Fashion-MNIST upscaled to 64 (make bench-gpu)
     "gpu-64": dict(data="fashion-mnist", image_size=64, loss="wgan-gp", nz=100, ngf=64, ndf=64, n_extra_layers=1,
                    batch_size=64, iterations=500, sample_every=500, log_every=50, checkpoint_every=500,
@@ -334,6 +338,11 @@ def train(cfg: GanConfig, info: dist.DistInfo, loop: Loop, state: dict, folder, 
             result = log_interval(cfg, info, state, folder, bar, loop.batches.skipped)
         if info.is_main and (state["iteration"] % cfg.sample_every == 0 or last):
             write_samples(loop.G, fixed_z, folder, state["iteration"], meta, info.device)
+            if meta["kind"] == "toy":  # the toy's mode counts are cheap: log them beside the losses
+                counts = gan_toy.coverage(render(loop.G, fixed_z, info.device), cfg.data)
+                folder.log({"iteration": state["iteration"], **counts})
+                state["log_lines"] = folder.log_length()
+                result.update(counts)
         if state["iteration"] % cfg.checkpoint_every == 0 or last:
             saver()
     bar.close()

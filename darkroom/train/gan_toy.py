@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from darkroom.errors import UserError
+from darkroom.metrics import modes
 from darkroom.nets.toy import mlp_critic, mlp_generator
 
-TOY_SETS = ("ring8", "grid25")
+TOY_SETS = {"ring8": "ring", "grid25": "grid"}  # --data toy:NAME -> darkroom.metrics.modes toy name
 HIDDEN = 256  # WGAN-GP's toy nets used 512; 256 trains the same modes in half the time on a CPU
 
 
@@ -22,7 +23,7 @@ def toy_name(spec: str) -> str:
     name = spec.removeprefix("toy:")
     if name not in TOY_SETS:
         raise UserError(f"--data {spec} is not a toy set; use toy:ring8 or toy:grid25")
-    return name
+    return TOY_SETS[name]
 
 
 def build_nets(nz: int, hidden: int = HIDDEN) -> tuple[nn.Module, nn.Module]:
@@ -30,10 +31,14 @@ def build_nets(nz: int, hidden: int = HIDDEN) -> tuple[nn.Module, nn.Module]:
 
 
 def sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
-    """n points (n, 2) of the toy distribution `name`."""
-    from darkroom.metrics import modes
-
+    """n points (n, 2) of the toy distribution `name` (ring or grid)."""
     return modes.sample_toy(name, n, generator=generator)
+
+
+def coverage(points: torch.Tensor, spec: str) -> dict[str, float]:
+    """VEEGAN's toy counts for generated points (n, 2): modes captured, high-quality fraction, KL to uniform."""
+    centers, std = modes.TOYS[toy_name(spec)]()
+    return modes.toy_mode_coverage(points, centers, std)
 
 
 class ToyBatches:
@@ -65,7 +70,7 @@ class ToyBatches:
 
 
 def save_scatter(points: torch.Tensor, spec: str, path: Path) -> Path:
-    """Generated points (blue) over 1,000 real ones (grey)."""
+    """Generated points (blue) under 1,000 real ones (red)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,8 +78,8 @@ def save_scatter(points: torch.Tensor, spec: str, path: Path) -> Path:
 
     real = sample(toy_name(spec), 1000, torch.Generator().manual_seed(0))
     figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
-    axes.scatter(real[:, 0], real[:, 1], s=2, c="0.7", label="data")
-    axes.scatter(points[:, 0], points[:, 1], s=3, c="tab:blue", label="samples")
+    axes.scatter(points[:, 0], points[:, 1], s=3, c="tab:blue", alpha=0.5, label="samples")
+    axes.scatter(real[:, 0], real[:, 1], s=1, c="tab:red", label="data")
     axes.set_aspect("equal")
     axes.legend(loc="upper right", fontsize=7)
     path = Path(path)
