@@ -228,8 +228,9 @@ def test_sample_grid_and_interpolation_strip(tiny_run, tmp_path):
     strip = gan_sample.interpolation_strip(tiny_run, tmp_path / "strip.png", steps=6, seed=1, device="cpu")
     with Image.open(strip) as image:
         assert image.size == ((6 * 18 + 2) * 4, (18 + 2) * 4)
-    images = gan_sample.sample_images(tiny_run, 5, seed=2)
-    assert images.shape == (5, 1, 16, 16) and images.abs().max() <= 1
+    images = gan_sample.generate(tiny_run, 5, 2, "cpu")  # what darkroom eval gan calls
+    assert images.shape == (5, 1, 16, 16) and images.dtype == torch.uint8
+    assert torch.equal(images, gan_sample.generate(tiny_run, 5, 2, "cpu"))
 
 
 def test_sample_refuses_a_classifier_or_missing_run(tmp_path):

@@ -15,7 +15,7 @@ from darkroom import checkpoint
 from darkroom.dist import pick_device
 from darkroom.errors import UserError
 from darkroom.nets import dcgan
-from darkroom.report.grid import save_grid
+from darkroom.report.grid import save_grid, to_uint8
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -59,17 +59,19 @@ def truncated_noise(n: int, nz: int, truncate: float | None, generator: torch.Ge
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 500) -> torch.Tensor:
+def render(G: nn.Module, z: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 500) -> torch.Tensor:
     """G(z) in float32 on the CPU: images (N, C, H, W) in [-1, 1], or toy points (N, 2)."""
     device = _device(device)
     return torch.cat([G(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
 
 
-def sample_images(run_dir: str | os.PathLike, n: int, seed: int = 0, truncate: float | None = None,
-                  device: str | torch.device = "cpu") -> torch.Tensor:
-    """n samples (n, C, H, W) in [-1, 1] (for evaluation: feed darkroom.report.grid.to_uint8 for uint8)."""
+def generate(run_dir: str | os.PathLike, n: int, seed: int = 0, device: str | torch.device = "cpu",
+             truncate: float | None = None) -> torch.Tensor:
+    """n samples of the run's generator as uint8 (n, C, H, W) (what darkroom eval gan scores)."""
     G, meta = load_generator(run_dir, device)
-    return generate(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device)
+    if meta["kind"] == "toy":
+        raise UserError(f"{run_dir} is a toy run: its samples are points, not images")
+    return to_uint8(render(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device))
 
 
 def sample_grid(run_dir: str | os.PathLike, n: int = 64, out: str | os.PathLike = "grid.png", seed: int = 0,
@@ -78,7 +80,7 @@ def sample_grid(run_dir: str | os.PathLike, n: int = 64, out: str | os.PathLike 
     if n < 1:
         raise UserError(f"--n must be at least 1, not {n}")
     G, meta = load_generator(run_dir, device)
-    images = generate(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device)
+    images = render(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device)
     if meta["kind"] == "toy":
         from darkroom.train import gan_toy
 
@@ -110,4 +112,4 @@ def interpolation_strip(run_dir: str | os.PathLike, out: str | os.PathLike = "in
     generator = torch.Generator().manual_seed(seed)
     t = torch.linspace(0, 1, steps)
     z = torch.cat([slerp(*torch.randn(2, meta["nz"], generator=generator), t) for _ in range(rows)])  # (rows * steps, nz)
-    return save_grid(generate(G, z, device), Path(out), nrow=steps, scale=max(1, 64 // meta["size"]))
+    return save_grid(render(G, z, device), Path(out), nrow=steps, scale=max(1, 64 // meta["size"]))
