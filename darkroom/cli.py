@@ -68,6 +68,21 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     classifier.add_argument("--device", default="auto")
     classifier.add_argument("--json", help="also write the numbers to this JSON file")
 
+    for kind, text in (("gan", "n samples of a GAN run vs its data's test split"),
+                       ("cyclegan", "held-out translations of a CycleGAN run")):
+        sub = kinds.add_parser(kind, help=text)
+        sub.add_argument("run", help=f"{kind} run folder")
+        if kind == "gan":
+            sub.add_argument("--n", type=int, default=10000, help="samples to draw (compare runs only at equal n)")
+        add_judge_flags(sub)
+    images = kinds.add_parser("images", help="any folder of generated images vs real images")
+    images.add_argument("--fake", required=True, help="folder of generated images")
+    images.add_argument("--real", required=True, help="held-out real images: a folder or dataset:split (fashion-mnist:test)")
+    images.add_argument("--train", help="the real images the model learned from (for memorization and the floor)")
+    images.add_argument("--n", type=int, default=None, help="use the first n fake images")
+    images.add_argument("--json", default="eval.json", help="where to write the numbers")
+    add_judge_flags(images)
+
     predict = commands.add_parser("predict", help="top-k classes for image files of any size and mode")
     predict.add_argument("run", help="classifier run folder")
     predict.add_argument("images", nargs="+", help="image files")
@@ -85,9 +100,34 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     finder.add_argument("--device", default="auto")
 
 
+def add_judge_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", help="classifier run whose penultimate layer and classes judge the images "
+                        "(default: the built-in Fashion-MNIST one, trained once and cached)")
+    parser.add_argument("--inception-weights", help="FID Inception-v3 weights file (pt_inception-2015-12-05); "
+                        "'cache' looks in torch's hub cache; omit to use the domain features")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
     from darkroom.train.classifier_eval import evaluate_run
+
+    if args.kind != "classifier":
+        from darkroom.evaluate import commands as evaluate
+
+        device = pick_device(args.device)
+        if args.kind == "images":
+            evaluate.eval_images(args.fake, args.real, args.train, args.features, args.inception_weights, args.n,
+                                 args.seed, Path(args.json), device)
+            return 0
+        if not Path(args.run).is_dir():
+            raise UserError(f"run folder {args.run} does not exist")
+        if args.kind == "gan":
+            evaluate.eval_gan(args.run, args.n, args.features, args.inception_weights, args.seed, device)
+        else:
+            evaluate.eval_cyclegan(args.run, args.features, args.inception_weights, args.seed, device)
+        return 0
 
     if not Path(args.run).exists():
         raise UserError(f"run folder {args.run} does not exist")

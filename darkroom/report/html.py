@@ -23,8 +23,8 @@ flex-wrap:wrap;gap:8px}.grid figure{margin:0;flex:1 1 280px}figcaption{font-size
 .ok{color:#070}.bad{color:#a00}"""
 
 # the number an index shows for each task, looked up in eval.json first, then the last metrics line
-HEADLINE = {"classifier": ("test_acc",), "gan": ("classes_hit", "fid", "critic_loss"),
-            "cyclegan": ("target_acc_a2b", "target_acc", "cycle_error", "cycle_a")}
+HEADLINE = {"classifier": ("test_acc",), "gan": ("modes_hit", "frechet_inception_distance", "wasserstein"),
+            "cyclegan": ("translation_target_accuracy_a2b", "cycle_loss")}
 
 
 def data_uri(payload: bytes, mime: str = "image/png") -> str:

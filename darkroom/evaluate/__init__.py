@@ -1,0 +1,1 @@
+"""darkroom eval: generative runs and image folders scored with darkroom.metrics, floors beside every number."""
