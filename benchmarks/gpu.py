@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,9 +26,20 @@ if str(REPO) not in sys.path:  # no darkroom install on the GPU box: import it f
 
 from benchmarks import common  # noqa: E402  (stdlib + torch only)
 
+PROCESS_START = time.monotonic()
 WHEELS = REPO / ".whl"
 DATA = REPO / ".data"
 TOTAL_SECONDS = 450  # the whole command must stay under 8 minutes; 30 s margin for start-up and the table
+HARD_STOP_SECONDS = 465  # a section still running then is interrupted (recorded as failed) and the table printed
+
+
+class OutOfTime(BaseException):
+    """Raised by the alarm inside a section that overran the command's budget (a BaseException, so that no
+    section's own `except Exception` swallows it)."""
+
+
+def _alarm(signum, frame) -> None:
+    raise OutOfTime(f"interrupted after {HARD_STOP_SECONDS} s to keep the command under 8 minutes")
 FULL_BUDGETS = {"correctness": 45, "classifier": 240, "gan": 50, "cyclegan": 80}
 SMOKE_BUDGETS = {"correctness": 20, "classifier": 25, "gan": 10, "cyclegan": 10}
 
@@ -38,7 +50,7 @@ class Context:
     device: str  # "cuda" or "cpu"
     data_root: str | None  # folder holding fashion-mnist/, or None for darkroom's own lookup
     work: Path  # scratch folder for run folders and airbench's data
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: PROCESS_START)
     written: list[Path] = field(default_factory=list)
     wheel_note: str = ""
 
@@ -99,7 +111,7 @@ def guarded(ctx: Context, name: str, budget: float, function) -> None:
     started = time.monotonic()
     try:
         ctx.written.append(function(ctx, common.Budget(min(budget, max(ctx.left(), 1.0)))))
-    except Exception as error:  # noqa: BLE001 - a failing section must not stop the others
+    except (Exception, OutOfTime) as error:  # noqa: BLE001 - a failing section must not stop the others
         message = f"{type(error).__name__}: {error}"
         traceback.print_exc()
         ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), {"smoke": ctx.smoke}, {"error": message},
@@ -144,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import gpu_sections
 
         budgets = SMOKE_BUDGETS if args.smoke else FULL_BUDGETS
+        if not args.smoke and hasattr(signal, "SIGALRM"):
+            signal.signal(signal.SIGALRM, _alarm)
+            signal.alarm(max(1, int(HARD_STOP_SECONDS - (time.monotonic() - ctx.started))))
         sections = {"correctness": gpu_sections.correctness, "classifier": gpu_sections.classifier_time_to_94,
                     "gan": gpu_sections.gan_throughput, "cyclegan": gpu_sections.cyclegan_throughput}
         for name, function in sections.items():
@@ -151,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "classifier":
                     function = _with_runs(function, args.runs)
                 guarded(ctx, name, budgets[name], function)
+        if hasattr(signal, "SIGALRM"):
+            signal.alarm(0)
         print(f"bench-gpu: {TOTAL_SECONDS - ctx.left():.0f} s in all", flush=True)
         print_table(ctx.written)
     return 0

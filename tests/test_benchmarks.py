@@ -13,6 +13,7 @@ import torch
 
 from benchmarks import common, table
 from benchmarks.classifier_cpu import first_reaching, time_row
+from benchmarks import gpu
 from benchmarks.gpu_airbench import cifar_format, parse_final_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,6 +116,39 @@ def test_table_renders_rows_and_skips_trial_runs(tmp_path, monkeypatch):
     assert "| throughput | 1300 images/s | 1000 images/s (plain loop) | 1.30x | >= 1.3x | yes |" in text
     assert "| legacy | 2 | 4 | 0.50x |" in text
     assert "smoke row" not in text
+
+
+def test_gpu_sections_are_guarded(tmp_path, monkeypatch):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    ctx = gpu.Context(smoke=True, device="cpu", data_root=None, work=tmp_path)
+
+    def overran(ctx, budget):
+        raise gpu.OutOfTime("interrupted")
+    gpu.guarded(ctx, "gan", 10, overran)
+    gpu.guarded(ctx, "cyclegan", 10, lambda ctx, budget: 1 / 0)
+    errors = [json.loads(path.read_text())["figures"]["error"] for path in ctx.written]
+    assert errors == ["OutOfTime: interrupted", "ZeroDivisionError: division by zero"]
+    assert all(json.loads(path.read_text())["rows"][0]["note"].startswith("FAILED") for path in ctx.written)
+
+
+def test_wheels_install_offline_into_a_target(tmp_path, monkeypatch):
+    import importlib.util
+    import zipfile
+
+    wheels = tmp_path / "whl"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "darkroom_probe_wheel-0.1-py3-none-any.whl", "w") as archive:
+        archive.writestr("darkroom_probe_wheel/__init__.py", "VALUE = 42\n")
+        info = "darkroom_probe_wheel-0.1.dist-info/"
+        archive.writestr(info + "METADATA", "Metadata-Version: 2.1\nName: darkroom-probe-wheel\nVersion: 0.1\n")
+        archive.writestr(info + "WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(info + "RECORD", "")
+    monkeypatch.setattr(gpu, "WHEELS", wheels)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    note = gpu.install_wheels(tmp_path / "site")
+    assert "darkroom_probe_wheel" in note
+    assert importlib.util.find_spec("darkroom_probe_wheel") is not None
+    assert "none needed" in gpu.install_wheels(tmp_path / "site2")  # already importable: left alone
 
 
 # ---------------------------------------------------------------------------------------------- the scripts
