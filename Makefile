@@ -36,8 +36,9 @@ bench: $(STAMP)
 bench-gpu-prepare: $(STAMP)
 	$(PY) -m benchmarks.gpu_prepare
 
+# on the GPU box darkroom is not installed: the script puts the checkout on sys.path and installs .whl/ itself
 bench-gpu:
-	python3 -m benchmarks.gpu $(if $(SMOKE),--smoke,)
+	$(if $(SMOKE),$(PY),python3) -m benchmarks.gpu $(if $(SMOKE),--smoke,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

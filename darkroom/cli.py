@@ -164,6 +164,33 @@ def run_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sample(commands: argparse._SubParsersAction) -> None:
+    sample = commands.add_parser("sample", help="a grid of samples (or an interpolation strip) from a GAN run")
+    sample.add_argument("run", help="gan run folder")
+    sample.add_argument("--n", type=int, default=64, help="number of samples in the grid")
+    sample.add_argument("--out", default="grid.png", help="PNG file to write")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed")
+    sample.add_argument("--truncate", type=float, default=None, help="truncation trick: redraw noise with |z| above this")
+    sample.add_argument("--interpolate", action="store_true", help="an interpolation strip between noise vectors instead")
+    sample.add_argument("--steps", type=int, default=10, help="interpolation steps")
+    sample.add_argument("--device", default="auto")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from darkroom.dist import pick_device
+    from darkroom.train.gan_sample import interpolation_strip, sample_grid
+
+    if not Path(args.run).is_dir():
+        raise UserError(f"run folder {args.run} does not exist")
+    device = pick_device(args.device)
+    if args.interpolate:
+        path = interpolation_strip(args.run, args.out, args.steps, args.seed, device)
+    else:
+        path = sample_grid(args.run, args.n, args.out, args.seed, args.truncate, device)
+    print(f"wrote {path}")
+    return 0
+
+
 def add_translate(commands: argparse._SubParsersAction) -> None:
     translate = commands.add_parser("translate", help="translate a folder of images (any size) with a CycleGAN run")
     translate.add_argument("run", help="cyclegan run folder")
@@ -231,6 +258,7 @@ def build_parser(argv: list[str]) -> Parser:
     add_demo(commands)
     add_report(commands)
     add_translate(commands)
+    add_sample(commands)
     return parser
 
 
@@ -252,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args)
         if args.command == "translate":
             return run_translate(args)
+        if args.command == "sample":
+            return run_sample(args)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2

@@ -4,11 +4,6 @@ from __future__ import annotations
 import io
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 # keys that are positions or clocks, not curves
 AXIS_KEYS = {"epoch", "step", "iteration", "gen_iterations", "elapsed", "train_time", "time", "wall_time"}
 
@@ -38,6 +33,11 @@ def group_name(key: str) -> str:
 
 def curve_panels(records: list[dict]) -> list[tuple[str, bytes]]:
     """[(title, png bytes)] for the run's curves; empty when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # imported here: training paths need no matplotlib until a report is drawn
+
     x_key, series = numeric_series(records)
     groups: dict[str, list[str]] = {}
     for key, points in series.items():
