@@ -71,6 +71,16 @@ def test_exact_in_high_dimension() -> None:
     assert prdc(real, fake) == pytest.approx(_brute_force(real, fake, 3, 5), abs=1e-12)
 
 
+def test_exact_with_widely_varying_norms() -> None:
+    # A tight cluster plus far outliers: error bounds differ by orders of magnitude between neighbours.
+    rng = np.random.default_rng(8)
+    real = np.concatenate([rng.standard_normal((250, 32)) * 0.01, rng.standard_normal((50, 32)) * 100])
+    fake = np.concatenate([rng.standard_normal((200, 32)) * 0.01, rng.standard_normal((40, 32)) * 100])
+    assert prdc(real, fake) == pytest.approx(_brute_force(real, fake, 3, 5), abs=1e-12)
+    dist, _ = knn_distances(fake, real, k=4)
+    np.testing.assert_allclose(dist, np.sort(cdist(fake, real), 1)[:, :4], rtol=1e-12, atol=1e-15)
+
+
 def test_knn_distances_match_brute_force_with_duplicates() -> None:
     rng = np.random.default_rng(5)
     points = rng.standard_normal((120, 10))

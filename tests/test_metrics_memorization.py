@@ -77,20 +77,20 @@ def test_ct_is_nan_without_populated_cells_and_width_is_checked(data: dict[str, 
         memorization_report(data["fresh"][:, :4], data["train"], data["heldout"])
 
 
-def test_score_features_and_floor(data: dict[str, np.ndarray]) -> None:
+def test_score_features_and_floor() -> None:
     from darkroom.metrics.floor import score_features, with_floor
 
     rng = np.random.default_rng(3)
-    pred_real, pred_fake = rng.integers(0, 4, 800), rng.integers(0, 2, 800)  # the fake half of the classes
-    copies = data["train"][:800] + 1e-3
-    scores = score_features(copies, data["heldout"], pred_fake, pred_real, data["train"], n_classes=4, seed=0)
-    floor = score_features(data["train"][800:1600 - 100], data["heldout"], pred_real[:700], pred_real, None, 4, 0)
+    train, heldout = _mixture(rng, 600), _mixture(rng, 300)
+    pred_real, pred_fake = rng.integers(0, 4, 300), rng.integers(0, 2, 300)  # the fake half of the classes
+    copies = train[:300] + 1e-3
+    scores = score_features(copies, heldout, pred_fake, pred_real, train, n_classes=4, seed=0)
+    floor = score_features(train[300:], heldout, pred_real, pred_real, None, 4, 0)
     assert all(isinstance(v, float) for v in scores.values())
     assert scores["modes_hit"] == 2 and floor["modes_hit"] == 4
     assert scores["memo_copy_fraction"] == 1.0 and "memo_copy_fraction" not in floor
+    assert scores["n_fake"] == floor["n_fake"] == 300
     merged = with_floor(scores, floor)
     keys = list(merged)
     assert keys.index("frechet_inception_distance_floor") == keys.index("frechet_inception_distance") + 1
     assert merged["precision_floor"] == floor["precision"] and "memo_ct_floor" not in merged
-    assert scores["kernel_inception_distance_mean"] == score_features(
-        copies, data["heldout"], None, None, None, 4, 0)["kernel_inception_distance_mean"]

@@ -102,25 +102,27 @@ def ranked_neighbours(q: Points, p: Points, ranks: list[int], chunk: int | None 
             d2 = _approx_sqdist(q, slice(start, start + rows.shape[0]), p)
             approx, cand = torch.topk(d2, min(top + 1, n_p), dim=1, largest=False)
             # Error intervals of the float32 values; column `top` stands for every non-candidate, so
-            # its interval uses the largest norm. A rank whose interval overlaps neither neighbour's
-            # holds the exact neighbour at that rank.
+            # its interval uses the largest norm. A rank whose interval lies above every earlier
+            # interval and below every later one holds the exact neighbour at that rank.
             norms = p.sqnorm[cand]
-            if cand.shape[1] > top:
-                norms[:, top] = p.sqnorm.max()
-            else:  # every point is a candidate: nothing lies beyond
-                approx = torch.cat([approx, torch.full_like(approx[:, :1], float("inf"))], dim=1)
-                norms = torch.cat([norms, norms[:, :1]], dim=1)
+            padded = cand.shape[1] <= top  # every point is a candidate: nothing lies beyond
+            if padded:
+                approx, norms = torch.cat([approx, approx[:, -1:]], dim=1), torch.cat([norms, norms[:, -1:]], dim=1)
+            norms[:, top] = p.sqnorm.max()
             tol = slack * (q.sqnorm[rows].unsqueeze(1) + norms + approx)
-            separated = (approx + tol)[:, :-1] < (approx - tol)[:, 1:]  # gap after each rank
-            before = torch.where(pick > 0, separated[:, (pick - 1).clamp_min(0)], True)
-            sure = (separated[:, pick] & before).all(dim=1)
+            lo, hi = approx - tol, approx + tol
+            if padded:
+                lo[:, top] = float("inf")
+            later = lo.flip(1).cummin(dim=1).values.flip(1)[:, pick + 1]  # min lower bound after each rank
+            earlier = torch.where(pick > 0, hi.cummax(dim=1).values[:, (pick - 1).clamp_min(0)], -float("inf"))
+            sure = ((hi[:, pick] < later) & (earlier < lo[:, pick])).all(dim=1)
             chosen = cand[:, pick]
             exact = _exact_pairs(q.exact, p.exact, rows.repeat_interleave(len(ranks)), chosen.flatten())
             out_d2[rows], out_idx[rows] = exact.view(-1, len(ranks)), chosen
             redo = (~sure).nonzero().flatten()
             if redo.numel():
                 # At least `top` points lie within the largest upper bound among the first `top`.
-                bound = (approx + tol)[redo, :top].max(dim=1).values
+                bound = hi[redo, :top].max(dim=1).values
                 table, index = _resolve_rows(q, p, rows[redo], d2[redo], bound, slack)
                 out_d2[rows[redo]], out_idx[rows[redo]] = table[:, pick], index[:, pick]
     return out_d2, out_idx
