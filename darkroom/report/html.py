@@ -141,8 +141,9 @@ def build_report(run_dir: Path) -> Path:
     return write_page(run_dir / "report.html", f"darkroom {task} {run_dir.name}", "".join(parts))
 
 
-def build_index(root: Path, title: str = "darkroom runs") -> Path:
-    """Write root/index.html listing every run folder below root (one level or two) with its headline."""
+def build_index(root: Path, title: str = "darkroom runs", summary: list[tuple[str, str]] | None = None) -> Path:
+    """Write root/index.html listing every run folder below root (one level or two) with its headline,
+    after an optional summary table (the demo's measured numbers)."""
     root = Path(root)
     run_dirs = sorted({p.parent for p in list(root.glob("*/config.json")) + list(root.glob("*/*/config.json"))})
     rows = []
@@ -158,7 +159,8 @@ def build_index(root: Path, title: str = "darkroom runs") -> Path:
                     f"</a></td><td>{html.escape(task)}</td><td>{html.escape(found[0]) + ' ' + fmt(found[1]) if found else ''}"
                     f"</td><td>{f'{duration:.0f} s' if duration is not None else ''}</td>"
                     f"<td>{html.escape(status_of(run_dir))}</td></tr>")
-    body = (f"<h1>{html.escape(title)}</h1><table><tr><th>run</th><th>task</th><th>headline</th><th>duration</th>"
+    body = (f"<h1>{html.escape(title)}</h1>" + (table([(k, html.escape(v)) for k, v in summary]) if summary else "") +
+            "<h2>Runs</h2><table><tr><th>run</th><th>task</th><th>headline</th><th>duration</th>"
             "<th>status</th></tr>" + "".join(rows) + "</table>")
     return write_page(root / "index.html", title, body)
 
