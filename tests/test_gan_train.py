@@ -14,7 +14,7 @@ from conftest import have_fashion_mnist, needs_fashion
 from darkroom import cli
 from darkroom.data.lsun import write_lsun_lmdb
 from darkroom.errors import UserError
-from darkroom.train import gan, gan_sample
+from darkroom.train import gan, gan_data, gan_sample
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-samples", "4", "--iterations", "2",
         "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "2", "--warmup-critic", "off", "--quiet",
@@ -238,3 +238,45 @@ def test_sample_refuses_a_classifier_or_missing_run(tmp_path):
         gan_sample.load_generator(tmp_path / "nope")
     with pytest.raises(UserError, match="truncate must be positive"):
         gan_sample.truncated_noise(2, 2, 0.0, torch.Generator())
+
+
+def test_memory_batches_ranks_split_the_global_batch():
+    images = torch.arange(40 * 1 * 6 * 6, dtype=torch.int64).remainder(256).to(torch.uint8).view(40, 1, 6, 6)
+    make = lambda rank, world: gan_data.MemoryBatches(images, "planted", 4, True, 8, rank, world, 0, torch.device("cpu"))  # noqa: E731
+    one, ranks = make(0, 1), [make(0, 2), make(1, 2)]
+    for _ in range(7):  # across an epoch boundary (40 images, batch 8)
+        whole = one.next_batch()
+        assert whole.shape == (8, 1, 4, 4) and whole.min() >= -1 and whole.max() <= 1
+        assert torch.equal(torch.cat([rank.next_batch() for rank in ranks]), whole)
+
+
+def test_stream_batches_resume_mid_epoch(tmp_path):
+    data = image_folder(tmp_path / "images", count=12, size=(20, 18))
+    settings = gan_data.DataSettings(str(data), None, 1.0, 16, 18, 3, True, "always", 0, "fail", False, 0)
+    straight = gan_data.build_batches(settings, 4, 0, 1, torch.device("cpu"))
+    expected = [straight.next_batch() for _ in range(5)]  # 3 batches per epoch: crosses into epoch 2
+    first = gan_data.build_batches(settings, 4, 0, 1, torch.device("cpu"))
+    first.next_batch(), first.next_batch()
+    resumed = gan_data.build_batches(settings, 4, 0, 1, torch.device("cpu"))
+    resumed.load_state_dict(first.state_dict())
+    for batch in expected[2:]:
+        assert torch.equal(resumed.next_batch(), batch)
+    assert not torch.equal(expected[0], expected[3])  # a new epoch draws a new order and new crops
+
+
+def test_bf16_autocast_and_channels_last_train(tmp_path, capsys):
+    data = image_folder(tmp_path / "images")
+    code, run = train(tmp_path, "--data", str(data), "--image-size", "16", "--precision", "bf16", "--channels-last")
+    assert code == 0, capsys.readouterr().err
+    assert all(math.isfinite(line["gp"]) for line in metrics(run))
+
+
+def test_fp16_loss_scaling_skips_overflowing_steps_and_recovers(tmp_path, capsys):
+    # the penalty's input gradients are taken of scores x 65536 (GradScaler's first scale): they overflow fp16,
+    # the scaler skips those steps and lowers the scale, and training goes on with finite statistics
+    code, run = train(tmp_path, "--data", str(image_folder(tmp_path / "images")), "--image-size", "16", "--precision",
+                      "fp16", "--iterations", "12", "--log-every", "6")
+    assert code == 0, capsys.readouterr().err
+    lines = metrics(run)
+    assert lines[-1]["skipped_steps"] >= 1
+    assert all(math.isfinite(line["gp"]) for line in lines)

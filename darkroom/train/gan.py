@@ -292,7 +292,7 @@ class Loop:
         alpha = self.draw((cfg.batch_size,), uniform=True) if cfg.loss == "wgan-gp" else None
         scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else 1.0
         objective, stats = critic_objective(self.d_net, real, fake, cfg.loss, cfg.gp_weight, self.precision_name, scale, alpha)
-        return self._step(objective, self.opt_d, self.scaler_d, None, stats, "critic")
+        return self._step(objective, self.opt_d, self.scaler_d, None, stats)
 
     def generator_step(self) -> dict[str, torch.Tensor]:
         z = self.draw((self.cfg.batch_size, self.settings.spec.nz))
@@ -303,15 +303,23 @@ class Loop:
         objective = generator_objective(self.D, fake.contiguous(memory_format=self.memory_format), self.cfg.loss,
                                         self.precision_name)
         return self._step(objective, self.opt_g, self.scaler_g, list(self.G.parameters()),
-                          {"generator_loss": objective.detach()}, "generator")
+                          {"generator_loss": objective.detach()})
 
-    def _step(self, objective, optimizer, scaler, inputs, stats: dict, which: str) -> dict[str, torch.Tensor]:
-        if self.cfg.on_nan == "skip" and self.precision_name != "fp16" and not torch.isfinite(objective.detach()):
+    def _step(self, objective, optimizer, scaler, inputs, stats: dict) -> dict[str, torch.Tensor]:
+        if self.precision_name == "fp16":
+            # dynamic loss scaling: an overflow (inf/NaN, also in the penalty's scaled input gradients) makes
+            # GradScaler skip the step and halve the scale; such a step is counted, its statistics left out
+            finite = bool(torch.isfinite(objective.detach()))
+            scaler.scale(objective).backward(inputs=inputs)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            return stats if finite else {"skipped": torch.ones(())}
+        if self.cfg.on_nan == "skip" and not torch.isfinite(objective.detach()):
             optimizer.zero_grad(set_to_none=True)
             return {"skipped": torch.ones(())}
-        scaler.scale(objective).backward(inputs=inputs)
-        scaler.step(optimizer)  # fp16: skipped inside when gradients overflowed
-        scaler.update()
+        objective.backward(inputs=inputs)
+        optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return stats
 
