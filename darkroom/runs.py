@@ -65,9 +65,34 @@ class RunFolder:
         _write_json_atomic(self.path / "config.json", record)
 
     def log(self, record: dict) -> None:
-        """Append one JSON line; opened per write so a kill never loses earlier lines."""
+        """Append one JSON line; opened per write so a kill never loses earlier lines. Mirrored to TensorBoard."""
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self._tensorboard(record)
+
+    def _tensorboard(self, record: dict) -> None:
+        """Scalars of `record` and any new sample grids as TensorBoard events, when tensorboard is installed."""
+        if not hasattr(self, "_board"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._board = SummaryWriter(str(self.path / "tensorboard"))
+            except ImportError:  # optional extra: darkroom[tensorboard]
+                self._board = None
+            self._grids_seen: set[str] = set()
+        if self._board is None:
+            return
+        step = int(next((record[k] for k in ("step", "iteration", "epoch") if isinstance(record.get(k), (int, float))), 0))
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._board.add_scalar(key, value, step)
+        for grid in sorted(self.samples_dir.glob("*.png")):
+            if grid.name not in self._grids_seen:
+                import numpy as np
+                from PIL import Image
+                self._grids_seen.add(grid.name)
+                self._board.add_image(f"samples/{grid.stem}", np.asarray(Image.open(grid).convert("RGB")), step,
+                                      dataformats="HWC")
+        self._board.flush()
 
     def truncate_log(self, keep: int) -> None:
         """On resume, drop metric lines written after the checkpoint being resumed (they will be redone)."""
@@ -89,6 +114,8 @@ class RunFolder:
         _write_json_atomic(self.path / "status.json", record)
 
     def close(self) -> None:
+        if getattr(self, "_board", None) is not None:
+            self._board.close()
         if not self._lock.closed:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
