@@ -33,3 +33,19 @@ def test_two_ranks_match_one_process_on_the_union_batch(tmp_path):
             # to 1e-5 of the gradient's own size: penalty gradients at init reach ~1e3, where fp32 sums in a
             # different order (two halves then an all-reduce) already differ by ~1e-4 absolute
             assert (two - one).abs().max().item() <= 1e-5 * max(1.0, scale), name
+
+
+@pytest.mark.slow
+def test_trainer_runs_under_torchrun(tmp_path):
+    # the whole loop on 2 ranks: BatchNorm critic (wgan) called three ways, stats all-reduced, rank 0 writes
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+    for i in range(8):
+        Image.new("L", (16, 16), 30 * i).save(images / f"{i}.png")
+    run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "darkroom", "train", "gan",
+         "--data", str(images), "--image-size", "16", "--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4",
+         "--iterations", "2", "--n-critic", "2", "--loss", "wgan", "--warmup-critic", "off", "--log-every", "1",
+         "--quiet", "--out", str(tmp_path / "run")], tmp_path)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
