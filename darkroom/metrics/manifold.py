@@ -1,4 +1,5 @@
-"""k-NN manifold metrics: precision/recall (Kynkäänniemi 2019, arXiv:1904.06991), density/coverage (Naeem 2020, arXiv:2002.09797).
+"""k-NN manifold metrics: precision/recall (Kynkäänniemi 2019, arXiv:1904.06991) and density/coverage
+(Naeem 2020, arXiv:2002.09797).
 
 Pairwise distances are chunked float32 matmuls; every comparison that float32 round-off could flip
 (by a rigorous bound) is re-decided from float64 differences, so answers equal a float64 computation's.
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from darkroom.errors import UserError
-from darkroom.metrics.fid import Features, as_features, full_float32_matmul
+from darkroom.metrics.fid import as_features, full_float32_matmul
 
 _UNIT = 2.0 ** -24  # float32 unit round-off
 _CELLS = 1 << 24  # float32 entries per distance chunk (64 MiB)
@@ -83,7 +84,8 @@ def _resolve_rows(q: Points, p: Points, rows: torch.Tensor, d2: torch.Tensor, bo
     return table, index.gather(1, order)
 
 
-def ranked_neighbours(q: Points, p: Points, ranks: list[int], chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def ranked_neighbours(q: Points, p: Points, ranks: list[int],
+                      chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact squared distances (N_q, len(ranks)) float64 and indices of each query's neighbours at
     0-based `ranks` in ascending distance order (the shared k-NN radius helper: rank k within one set
     is the distance to the k-th other sample, the sample itself being rank 0)."""

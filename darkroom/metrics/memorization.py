@@ -119,7 +119,8 @@ def memorization_report(fake: Array, train: Array, heldout_real: Array, seed: in
     }
 
 
-def closest_pairs(fake: Array, train: Array, n: int = 8, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def closest_pairs(fake: Array, train: Array, n: int = 8,
+                  chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The n samples nearest to any training point, nearest first: (fake_idx, train_idx, dist), for the picture."""
     dist, idx = nn_distances(fake, train, chunk)
     order = np.argsort(dist, kind="stable")[:n]
