@@ -69,6 +69,7 @@ def print_table(result: dict) -> None:
 def write_json(result: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    finite = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
+    tmp.write_text(json.dumps(finite, indent=2, allow_nan=False) + "\n")  # NaN (e.g. C_T with no usable cell) -> null
     tmp.replace(path)
     return path
