@@ -78,17 +78,20 @@ def build_nets(cfg: gan.GanConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]
 
 
 class DarkroomSide:
-    """darkroom's generator iteration as gan.run() runs it on CPU: resident uint8 batches, one backward per step."""
+    """darkroom's generator iteration as gan.run() runs it on CPU: resident uint8 batches, channels_last, one
+    backward per step."""
 
     def __init__(self, cfg: gan.GanConfig) -> None:
         self.settings = gan.resolve(cfg)
         batches = gan_data.build_batches(gan.data_settings(cfg), cfg.batch_size, 0, 1, CPU)
         G, D = build_nets(cfg)
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format  # as gan.run()
+        G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
         self.loop = gan.Loop(cfg, self.settings, dist.DistInfo(0, 1, 0, CPU), "fp32", G, D, G, D,
                              gan.build_optimizer(self.settings.optimizer, G.parameters(), self.settings.lr, self.settings.betas),
                              gan.build_optimizer(self.settings.optimizer, D.parameters(), self.settings.lr, self.settings.betas),
                              torch.amp.GradScaler("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False),
-                             torch.Generator().manual_seed(cfg.seed + 1), batches, torch.contiguous_format)
+                             torch.Generator().manual_seed(cfg.seed + 1), batches, memory_format)
 
     def step(self) -> None:
         for _ in range(self.settings.n_critic):

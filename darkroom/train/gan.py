@@ -72,7 +72,8 @@ class GanConfig:
     clip: float = option(0.01, "wgan: clamp every critic parameter to [-clip, clip] before each critic step")
     gp_weight: float = option(10.0, "wgan-gp: gradient penalty weight lambda")
     precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16", choices=precision.PRECISIONS)
-    channels_last: bool = option(False, "channels_last memory format (faster convolutions on recent GPUs)")
+    channels_last: bool = option(True, "channels_last memory format (faster convolutions on GPUs, and ~15% on "
+                                 "AVX2 CPUs for these nets)")
     compile: bool = option(False, "torch.compile both nets")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = option(0, "random seed")
@@ -114,15 +115,14 @@ PRESETS: dict[str, dict] = {
     # LSUN bedrooms on GPUs (pass --data path/to/bedroom_train_lmdb): WGAN-GP at 64 px, streamed, bf16
     "lsun-64": dict(image_size=64, load_size=64, channels=3, loss="wgan-gp", iterations=100_000, batch_size=64,
                     workers=8, stream="always", on_bad_image="skip", sample_every=1000, log_every=100,
-                    checkpoint_every=2000, channels_last=True),
+                    checkpoint_every=2000),
     # WGAN-GP's 2-D toys (arXiv:1704.00028 sec. 5.1, its gan_toy.py): MLPs, z of 2, lambda 0.1 ("smaller lambda
     # seems to help for toy tasks"), Adam (0.5, 0.9); --data toy:grid25 for the 25-Gaussian grid
     "toy": dict(data="toy:ring8", loss="wgan-gp", nz=2, batch_size=256, iterations=2000, gp_weight=0.1, beta1=0.5,
                 beta2=0.9, n_samples=1000, sample_every=250, log_every=50, checkpoint_every=500),
     # the GPU benchmark: 64x64 WGAN-GP on Fashion-MNIST upscaled to 64 (make bench-gpu)
     "gpu-64": dict(data="fashion-mnist", image_size=64, loss="wgan-gp", nz=100, ngf=64, ndf=64, n_extra_layers=1,
-                   batch_size=64, iterations=500, sample_every=500, log_every=50, checkpoint_every=500,
-                   channels_last=True),
+                   batch_size=64, iterations=500, sample_every=500, log_every=50, checkpoint_every=500),
 }
 
 
