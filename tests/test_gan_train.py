@@ -172,6 +172,7 @@ def test_nan_stops_with_last_good_checkpoint_intact(tmp_path, capsys, monkeypatc
     assert code == 2 and "non-finite between generator iterations 2 and 3" in err and "is intact" in err
     saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert saved["state"]["iteration"] == 2
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
     assert all(torch.isfinite(tensor).all() for tensor in saved["generator"].values() if tensor.is_floating_point())
 
     calls["n"] = 0

@@ -239,7 +239,12 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
     loop = Loop(cfg, settings, info, precision_name, G, D, g_net, d_net, opt_g, opt_d, scaler_g, scaler_d, noise,
                 batches, memory_format)
     saver = lambda: save(folder, cfg, G, D, opt_g, opt_d, scaler_g, scaler_d, noise, batches, state, meta, fixed_z)  # noqa: E731
-    result = train(cfg, info, loop, state, folder, saver, fixed_z, meta)
+    try:
+        result = train(cfg, info, loop, state, folder, saver, fixed_z, meta)
+    except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
+        if folder:
+            folder.set_status("failed", error=str(error), iteration=state["iteration"])
+        raise
     if batches.skipped:
         print_main(info, f"skipped {batches.skipped} unreadable or too small images of {batches.source}")
     if folder:
@@ -258,7 +263,7 @@ def new_state() -> dict:
 
 @dataclass
 class Loop:
-    """Everything one generator iteration touches (a record, not an abstraction: `iteration()` is the loop body)."""
+    """Everything a generator iteration touches: `critic_step()` n_critic times, then `generator_step()` (train())."""
     cfg: GanConfig
     settings: Resolved
     info: dist.DistInfo
