@@ -113,12 +113,20 @@ class RunFolder:
         record.setdefault("started", previous.get("started", self.started))
         _write_json_atomic(self.path / "status.json", record)
 
-    def close(self) -> None:
+    def close(self) -> Path | None:
+        """Write report.html (what the folder holds now) and release the lock; returns the report's path."""
+        report = None
+        try:
+            from darkroom.report.html import build_report
+            report = build_report(self.path)
+        except Exception as error:  # a report must never cost a finished run: say so and go on
+            print(f"darkroom: could not write {self.path / 'report.html'}: {error}", file=sys.stderr)
         if getattr(self, "_board", None) is not None:
             self._board.close()
         if not self._lock.closed:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
+        return report
 
 
 def describe_environment() -> dict:

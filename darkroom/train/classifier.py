@@ -22,7 +22,6 @@ from darkroom.data.resident import Augment, ResidentImages, channel_stats
 from darkroom.errors import UserError
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
-from darkroom.report.html import build_report
 from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
 from darkroom.schedule import one_cycle_lr, one_cycle_momentum, warmup_cosine, warmup_linear_decay
 from darkroom.train.classifier_eval import evaluate
@@ -239,9 +238,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
     if folder:
         folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
-        report = build_report(folder.path)
-        folder.close()
-        print_main(info, f"report: {report}")
+        print_main(info, f"report: {folder.close()}")
     print_main(info, f"done: test accuracy {result.get('test_acc', float('nan')):.4f} after {state['step']} steps, "
                f"{state['train_time']:.1f} s training; run folder {run_dir}")
     dist.cleanup()
