@@ -1,0 +1,351 @@
+"""CycleGAN on CPU: (a) darkroom's training step vs a plain fp32 loop written the way junyanz's repository writes
+it (same nets, same batch), iterations/s alternating in one process and peak memory per side in fresh processes;
+(b) the `fashion-mnist-shoes` preset trained through the CLI: time, grid, held-out translation accuracy and cycle error.
+
+    python -m benchmarks.cyclegan_cpu                    # both parts (about 15 minutes on 2 quiet cores)
+    python -m benchmarks.cyclegan_cpu --only speed --rounds 4
+    python -m benchmarks.cyclegan_cpu --quick            # tiny settings: checks the code paths, numbers mean nothing
+Writes cyclegan_cpu.json (cyclegan_cpu-quick.json under --quick) to $OUT or benchmarks/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks import common
+from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
+from darkroom.train import cyclegan
+from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+
+CPU = torch.device("cpu")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny settings for development and tests")
+    parser.add_argument("--only", choices=("speed", "memory", "quality"), action="append", help="run only these parts")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per side")
+    parser.add_argument("--steps", type=int, default=5, help="timed iterations per round")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every usable core)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--ngf", type=int, default=32)
+    parser.add_argument("--run", default=None, help="quality: evaluate this finished run instead of training one")
+    parser.add_argument("--memory-probe", choices=("darkroom", "darkroom-lean", "reference"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.size, args.batch_size, args.ngf = 2, 1, 32, 2, 4
+    args.threads = args.threads or common.usable_cores()
+    return args
+
+
+def build_nets(ngf: int, seed: int = 0) -> dict[str, nn.Module]:
+    """resnet_6blocks generators and basic PatchGANs, 1 channel, initialised N(0, 0.02) from one seed."""
+    torch.manual_seed(seed)
+    return {"g_ab": cyclegan_init_(resnet_generator(1, 1, ngf=ngf, n_blocks=6)),
+            "g_ba": cyclegan_init_(resnet_generator(1, 1, ngf=ngf, n_blocks=6)),
+            "d_a": cyclegan_init_(patchgan_discriminator(1, ndf=ngf, n_layers=3)),
+            "d_b": cyclegan_init_(patchgan_discriminator(1, ndf=ngf, n_layers=3))}
+
+
+def fixed_batches(size: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return tuple(torch.rand(batch_size, 1, size, size, generator=generator) * 2 - 1 for _ in range(2))
+
+
+class DarkroomSide:
+    """darkroom's step as the trainer runs it on CPU (the preset's settings: fp32, default memory format)."""
+
+    def __init__(self, args: argparse.Namespace, memory_lean: bool = False) -> None:
+        self.nets = build_nets(args.ngf)
+        if memory_lean:
+            from darkroom.nets.cyclegan import set_checkpointing_
+            for name in ("g_ab", "g_ba"):
+                set_checkpointing_(self.nets[name], True)
+        self.step_nets = CycleGANNets(GeneratorPair(self.nets["g_ab"], self.nets["g_ba"]), self.nets["d_a"], self.nets["d_b"])
+        betas = (0.5, 0.999)
+        self.opt_g = torch.optim.Adam([*self.nets["g_ab"].parameters(), *self.nets["g_ba"].parameters()], 2e-4, betas=betas)
+        self.opt_d = torch.optim.Adam([*self.nets["d_a"].parameters(), *self.nets["d_b"].parameters()], 2e-4, betas=betas)
+        self.pools = (ImagePool(50, seed=1), ImagePool(50, seed=2))
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)
+        self.real_a, self.real_b = fixed_batches(args.size, args.batch_size)
+
+    def step(self) -> None:
+        train_step(self.step_nets, self.real_a, self.real_b, self.opt_g, self.opt_d, self.pools[0], self.pools[1],
+                   LossWeights(), CPU, "fp32", self.scaler)
+
+
+class ReferencePool:
+    """util/image_pool.py of junyanz/pytorch-CycleGAN-and-pix2pix, as written there (Python's random)."""
+
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size, self.num_imgs, self.images = pool_size, 0, []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        return_images = []
+        for image in images:
+            image = torch.unsqueeze(image.data, 0)
+            if self.num_imgs < self.pool_size:
+                self.num_imgs += 1
+                self.images.append(image)
+                return_images.append(image)
+            elif random.uniform(0, 1) > 0.5:
+                random_id = random.randint(0, self.pool_size - 1)
+                tmp = self.images[random_id].clone()
+                self.images[random_id] = image
+                return_images.append(tmp)
+            else:
+                return_images.append(image)
+        return torch.cat(return_images, 0)
+
+
+class ReferenceSide:
+    """models/cycle_gan_model.py's optimize_parameters, eager fp32, default memory format: six generator calls,
+    D on real and fake separately, two D backwards (netG_A = g_ab, netD_A judges domain B, as there)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        nets = build_nets(args.ngf)
+        self.netG_A, self.netG_B, self.netD_A, self.netD_B = nets["g_ab"], nets["g_ba"], nets["d_b"], nets["d_a"]
+        self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()),
+                                            lr=2e-4, betas=(0.5, 0.999))
+        self.optimizer_D = torch.optim.Adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()),
+                                            lr=2e-4, betas=(0.5, 0.999))
+        self.fake_A_pool, self.fake_B_pool = ReferencePool(50), ReferencePool(50)
+        self.criterionGAN, self.criterionCycle, self.criterionIdt = nn.MSELoss(), nn.L1Loss(), nn.L1Loss()
+        self.real_A, self.real_B = fixed_batches(args.size, args.batch_size)
+
+    def gan(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        target = torch.tensor(1.0 if target_is_real else 0.0).expand_as(prediction)
+        return self.criterionGAN(prediction, target)
+
+    @staticmethod
+    def set_requires_grad(nets: list[nn.Module], requires_grad: bool) -> None:
+        for net in nets:
+            for param in net.parameters():
+                param.requires_grad = requires_grad
+
+    def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss_D = (self.gan(netD(real), True) + self.gan(netD(fake.detach()), False)) * 0.5
+        loss_D.backward()
+        return loss_D
+
+    def step(self) -> None:
+        self.fake_B = self.netG_A(self.real_A)
+        self.rec_A = self.netG_B(self.fake_B)
+        self.fake_A = self.netG_B(self.real_B)
+        self.rec_B = self.netG_A(self.fake_A)
+        self.set_requires_grad([self.netD_A, self.netD_B], False)
+        self.optimizer_G.zero_grad()
+        lambda_idt, lambda_A, lambda_B = 0.5, 10.0, 10.0
+        self.idt_A = self.netG_A(self.real_B)
+        loss_idt_A = self.criterionIdt(self.idt_A, self.real_B) * lambda_B * lambda_idt
+        self.idt_B = self.netG_B(self.real_A)
+        loss_idt_B = self.criterionIdt(self.idt_B, self.real_A) * lambda_A * lambda_idt
+        loss_G = (self.gan(self.netD_A(self.fake_B), True) + self.gan(self.netD_B(self.fake_A), True)
+                  + self.criterionCycle(self.rec_A, self.real_A) * lambda_A
+                  + self.criterionCycle(self.rec_B, self.real_B) * lambda_B + loss_idt_A + loss_idt_B)
+        loss_G.backward()
+        self.optimizer_G.step()
+        self.set_requires_grad([self.netD_A, self.netD_B], True)
+        self.optimizer_D.zero_grad()
+        self.backward_D_basic(self.netD_A, self.real_B, self.fake_B_pool.query(self.fake_B))
+        self.backward_D_basic(self.netD_B, self.real_A, self.fake_A_pool.query(self.fake_A))
+        self.optimizer_D.step()
+
+
+def timed(side, steps: int):
+    """A measurement: `steps` iterations after one untimed one; (iterations/s by wall clock, CPU s per iteration)."""
+    def measure() -> tuple[float, float]:
+        side.step()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            side.step()
+        return steps / (time.perf_counter() - wall), (time.process_time() - cpu) / steps
+    return measure
+
+
+def speed(args: argparse.Namespace) -> dict:
+    sides = {"darkroom": DarkroomSide(args), "reference": ReferenceSide(args)}
+    values = common.alternate({name: timed(side, args.steps) for name, side in sides.items()}, args.rounds)
+    return {name: {"it_per_s": common.summary([v[0] for v in runs]), "cpu_s_per_it": common.summary([v[1] for v in runs])}
+            for name, runs in values.items()}
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """In a fresh process: peak RSS during 3 iterations above the RSS once nets and batches exist (printed as JSON)."""
+    side = ReferenceSide(args) if args.memory_probe == "reference" else DarkroomSide(args, args.memory_probe == "darkroom-lean")
+    before = current_rss()
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+    for _ in range(3):
+        side.step()
+    peak = peak_rss()
+    print(json.dumps({"baseline_rss": before, "peak_rss": peak, "step_peak_bytes": peak - before}))
+
+
+def peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory(args: argparse.Namespace) -> dict:
+    out = {}
+    for side in ("darkroom", "reference", "darkroom-lean"):
+        command = [sys.executable, "-m", "benchmarks.cyclegan_cpu", "--memory-probe", side, "--size", str(args.size),
+                   "--batch-size", str(args.batch_size), "--ngf", str(args.ngf), "--threads", str(args.threads)]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO, timeout=900,
+                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        out[side] = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {"error": result.stderr[-500:]}
+    return out
+
+
+# -- quality -------------------------------------------------------------------------------------------
+
+
+def train_preset(args: argparse.Namespace, work: Path) -> tuple[Path, dict]:
+    run = work / "fashion-mnist-shoes"
+    extra = ["--ngf", "4", "--ndf", "4", "--stop-after", "4", "--val-images", "8"] if args.quick else []
+    command = [sys.executable, "-m", "darkroom", "train", "cyclegan", "--preset", "fashion-mnist-shoes", *extra,
+               "--out", str(run), "--quiet"]
+    started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    if result.returncode != 0:
+        raise SystemExit(f"training failed: {result.stderr[-2000:]}")
+    status = json.loads((run / "status.json").read_text())
+    return run, {"command": " ".join(command[1:]), "wall_s": wall, "cpu_s": cpu, "train_time_s": status.get("train_time"),
+                 "iterations": status.get("step"), "summary": result.stdout.strip().splitlines()[-1]}
+
+
+def darkroom_eval(run: Path, threads: int) -> dict | None:
+    """`darkroom eval cyclegan RUN` (the evaluation issue's command, writing RUN/eval.json) where it exists."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    probe = subprocess.run([sys.executable, "-m", "darkroom", "eval", "cyclegan", "--help"], capture_output=True,
+                           text=True, cwd=common.REPO, env=env)
+    if probe.returncode != 0:
+        return None
+    result = subprocess.run([sys.executable, "-m", "darkroom", "eval", "cyclegan", str(run)], capture_output=True,
+                            text=True, cwd=common.REPO, env=env)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip()[-1000:]}
+    return json.loads((run / "eval.json").read_text())
+
+
+@torch.no_grad()
+def own_quality(run: Path, quick: bool) -> dict:
+    """Held-out test images of each class translated at the training scale, judged by darkroom's built-in
+    10-class Fashion-MNIST classifier; mean |F(G(x)) - x| on [-1, 1] at the training resolution."""
+    from darkroom.data import sources
+    from darkroom.evaluate.features import DomainFeatures, builtin_feature_run
+    from darkroom.train.cyclegan_translate import load_generators, translate_images
+
+    g_ab, g_ba, meta = load_generators(run, CPU)
+    test = sources.load(meta["config"]["data"], "test")
+    classes = meta["config"]["data"].split(":")[1].split(",")
+    judge = DomainFeatures(builtin_feature_run(), CPU)
+    figures = {"judge": judge.name, "step": meta["step"]}
+    for direction, source, target, forward, back in (("a2b", 0, 1, g_ab, g_ba), ("b2a", 1, 0, g_ba, g_ab)):
+        images = test.images[test.labels == source][:64 if quick else None]  # uint8 (N, 1, 28, 28)
+        translated = translate_images(forward, images, CPU, 256, meta["load_size"])
+        _, predicted = judge(translated)
+        _, native = judge(translate_images(forward, images, CPU, 256, None))
+        _, before = judge(images)
+        x = F.interpolate(images.float() / 127.5 - 1, size=(meta["crop_size"],) * 2, mode="bicubic", antialias=True,
+                          align_corners=False).clamp(-1, 1)  # (N, 1, 32, 32): the training scale
+        cycle = torch.cat([(back(forward(chunk)) - chunk).abs().flatten(1).mean(1) for chunk in x.split(256)])
+        target_index = judge.classes.index(classes[target])
+        figures[direction] = {
+            "images": int(images.shape[0]), "target_class": classes[target],
+            "target_accuracy": float((predicted == target_index).mean()),
+            "target_accuracy_native_28px": float((native == target_index).mean()),
+            "source_images_judged_source": float((before == judge.classes.index(classes[source])).mean()),
+            "cycle_error": float(cycle.mean())}
+    return figures
+
+
+def quality(args: argparse.Namespace, work: Path) -> dict:
+    if args.run:
+        run, training = Path(args.run), {"reused_run": args.run}
+    else:
+        run, training = train_preset(args, work)
+    samples = sorted((run / "samples").glob("*.png"))
+    kept = None
+    if samples and not args.quick:
+        kept = common.results_dir() / "cyclegan_cpu_fashion_mnist_shoes.png"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "samples" / "final.png", kept)
+    evaluated = darkroom_eval(run, args.threads)
+    figures = {"training": training, "grid": str(kept.relative_to(common.REPO)) if kept and kept.is_relative_to(common.REPO)
+               else str(kept), "darkroom_eval": evaluated, "own": own_quality(run, args.quick),
+               "metrics_tail": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()[-2:]]}
+    if evaluated and "error" not in evaluated:  # issue 4's acceptance 5, judged by darkroom eval cyclegan's numbers
+        figures["acceptance"] = {
+            **{f"target_accuracy_{d} >= 0.95": evaluated[f"translation_target_accuracy_{d}"] >= 0.95 for d in ("a2b", "b2a")},
+            **{f"cycle_l1_{d} <= 0.1": evaluated[f"translation_cycle_l1_{d}"] <= 0.1 for d in ("a2b", "b2a")},
+            "training <= 600 s": None if training.get("wall_s") is None else training["wall_s"] <= 600}
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        memory_probe(args)
+        return
+    parts = args.only or ["speed", "memory", "quality"]
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="cyclegan-bench-") as scratch:
+        if "speed" in parts:
+            figures["speed"] = speed(args)
+            print(json.dumps({name: side["it_per_s"]["mean"] for name, side in figures["speed"].items()}))
+        if "memory" in parts:
+            figures["memory"] = memory(args)
+        if "quality" in parts:
+            figures["quality"] = quality(args, Path(scratch))
+    rows = []
+    if "speed" in figures:
+        dark, ref = (figures["speed"][name]["it_per_s"]["mean"] for name in ("darkroom", "reference"))
+        rows.append(common.comparison_row(
+            f"CycleGAN step {args.size}px batch {args.batch_size} resnet_6blocks ngf {args.ngf}: it/s (CPU)", dark, ref,
+            "it/s", "junyanz-style plain fp32 loop, same nets", note="same process, alternating order"))
+    settings = {"size": args.size, "channels": 1, "batch_size": args.batch_size, "generator": "resnet_6blocks",
+                "ngf": args.ngf, "ndf": args.ngf, "rounds": args.rounds, "steps_per_round": args.steps,
+                "torch_threads": args.threads, "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
+                "speed_data": "fixed random batches (data loading excluded on both sides)",
+                "memory": "peak RSS during 3 iterations above the RSS with nets and batches built, one fresh process per side",
+                "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "
+                           "test sneakers and ankle boots (never seen in training or selection)"}
+    load = os.getloadavg()
+    notes = (f"Shared, noisy 2-core machine: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} when written; other "
+             "engineers' jobs ran at the same time, so wall-clock numbers are pessimistic and CPU seconds per iteration "
+             "are given beside them.")
+    path = common.write_result("cyclegan_cpu" + ("-quick" if args.quick else ""), settings, figures, rows=rows, notes=notes,
+                               device="cpu")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
