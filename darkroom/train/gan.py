@@ -187,9 +187,8 @@ def data_settings(cfg: GanConfig) -> gan_data.DataSettings:
                                  cfg.stream, cfg.workers, cfg.on_bad_image, cfg.allow_upscale, cfg.seed)
 
 
-def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
-    """Train, write samples/metrics/checkpoints into the run folder, return the final metrics."""
-    settings = resolve(cfg)
+def setup_runtime(cfg: GanConfig) -> tuple[dist.DistInfo, str]:
+    """Process group, seed, determinism and precision; (DistInfo, precision name)."""
     info = dist.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
@@ -197,10 +196,15 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = False
     elif info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    precision_name = precision.resolve(cfg.precision, info.device)
     if cfg.batch_size % info.world_size:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {info.world_size} ranks")
+    return info, precision.resolve(cfg.precision, info.device)
 
+
+def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
+    """Train, write samples/metrics/checkpoints into the run folder, return the final metrics."""
+    settings = resolve(cfg)
+    info, precision_name = setup_runtime(cfg)
     if gan_toy.is_toy(cfg.data):
         batches = gan_toy.ToyBatches(cfg.data, cfg.batch_size, info.rank, info.world_size, cfg.seed, info.device)
     else:
