@@ -312,6 +312,16 @@ def rows_for(figures: dict) -> list[dict]:
     return rows
 
 
+def previous_figures(name: str, parts: list[str]) -> dict:
+    """Figures of the parts not rerun now, from the last result file (so `--only quality` keeps the speed part)."""
+    path = common.results_dir() / f"{name}.json"
+    try:
+        previous = json.loads(path.read_text()).get("figures", {})
+    except (OSError, ValueError):
+        return {}
+    return {key: value for key, value in previous.items() if key not in parts}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -340,8 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     notes = (f"Shared, noisy 2-core machine: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} when written; other "
              "engineers' jobs ran at the same time, so wall-clock numbers are pessimistic; the lead may rerun this on a "
              "quiet machine.")
-    path = common.write_result("gan_cpu" + ("-quick" if args.quick else ""), settings, figures, rows=rows_for(figures),
-                               notes=notes, device="cpu")
+    name = "gan_cpu" + ("-quick" if args.quick else "")
+    figures = {**previous_figures(name, parts), **figures}
+    figures.setdefault("part_dates", {}).update({part: time.strftime("%Y-%m-%d %H:%M:%S") for part in parts})
+    path = common.write_result(name, settings, figures, rows=rows_for(figures), notes=notes, device="cpu")
     print(f"wrote {path}")
 
 
