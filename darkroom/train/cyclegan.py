@@ -295,6 +295,7 @@ def open_run(cfg: CycleGANConfig, argv: list[str] | None, info: dist.DistInfo, s
         if folder.checkpoint_path.exists():
             raise UserError(f"run folder {cfg.out} already holds a run; pass --resume to continue it or pick another --out")
         folder.write_config(to_dict(cfg), argv)
+        folder.truncate_log(0)  # a killed first life (no checkpoint yet) left lines this run writes again
         folder.set_status("running", resumes=0)
     return {"step": 0, "log_lines": 0, "train_time": 0.0}, False
 

@@ -234,6 +234,7 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
         if folder.checkpoint_path.exists():
             raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
         folder.write_config(to_dict(cfg), argv)
+        folder.truncate_log(0)  # a killed first life (no checkpoint yet) left lines this run writes again
         folder.set_status("running", resumes=0)
     meta.update(source=batches.source, images=len(batches), loss=cfg.loss)
 
