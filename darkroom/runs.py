@@ -48,6 +48,16 @@ class RunFolder:
         self._lock.write(str(os.getpid()))
         self._lock.flush()
         self.started = time.time()
+        self._remove_dead_writers_temp_files()
+
+    def _remove_dead_writers_temp_files(self) -> None:
+        """Delete `.NAME.tmp-PID` files (an atomic write cut short by a kill) of writers no longer alive: holding
+        the lock, this process is the folder's only writer, and such a file can be as big as a checkpoint."""
+        for folder in (self.path, self.path / "checkpoints"):
+            for tmp in folder.glob(".*.tmp-*"):
+                pid = tmp.name.rpartition(".tmp-")[2]
+                if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                    tmp.unlink(missing_ok=True)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -174,6 +184,16 @@ def read_config(path: Path) -> dict:
     if not config_file.is_file():
         raise UserError(f"{path} is not a darkroom run folder (no config.json)")
     return json.loads(config_file.read_text())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

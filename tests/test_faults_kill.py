@@ -410,9 +410,6 @@ def test_restart_before_the_first_checkpoint_logs_once(tmp_path, zygote, name):
     assert metric_lines(tmp_path / "run") == once
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the temp file of a process killed mid-write (.last.pt.tmp-PID, as big as "
-                   "a checkpoint) is never removed; the run that takes the folder's lock could remove every other "
-                   "pid's temp files")
 def test_stale_temp_files_are_removed_on_resume(tmp_path, zygote):
     short = [*short_args("cyclegan", tmp_path), "--out", str(tmp_path / "run"), "--stop-after", "2"]
     zygote.run(short, tmp_path / "first.log")
@@ -423,12 +420,11 @@ def test_stale_temp_files_are_removed_on_resume(tmp_path, zygote):
 
 
 AVERAGES_BUG = pytest.mark.xfail(strict=True, reason="bug: the losses averaged into a metrics line are not checkpointed "
-                                 "(classifier: the epoch's train_loss list; cyclegan: the --log-every window), so after "
-                                 "a resume the line averages only the steps since the resume")
+                                 "(the classifier's epoch train_loss list), so after a resume the line averages only "
+                                 "the steps since the resume")
 
 
-@pytest.mark.parametrize("name", [pytest.param("classifier", marks=AVERAGES_BUG), "gan",
-                                  pytest.param("cyclegan", marks=AVERAGES_BUG)])
+@pytest.mark.parametrize("name", [pytest.param("classifier", marks=AVERAGES_BUG), "gan", "cyclegan"])
 def test_logged_averages_survive_a_resume(tmp_path, zygote, name):
     """Killed two steps into a six-step averaging window and resumed: the window's line equals the uninterrupted one."""
     if name != "cyclegan" and not have_fashion_mnist():
