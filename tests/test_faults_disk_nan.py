@@ -101,16 +101,12 @@ def test_classifier_on_nan_skip_finishes_and_counts(skipped_run):
     assert saved["state"]["step"] == 6 and finite(parameters) and finite(saved["optimizer"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a step skipped by --on-nan skip still ran its forward in train mode, so "
-                   "BatchNorm's running statistics take the non-finite activations (NaN in every later evaluation)")
 def test_classifier_on_nan_skip_leaves_batchnorm_statistics_finite(skipped_run):
     saved = checkpoint.load(skipped_run / "checkpoints" / "last.pt")
     assert finite({key: value for key, value in saved["model"].items() if "running_" in key})
 
 
 @needs_fashion
-@pytest.mark.xfail(strict=True, reason="bug: in fp16 the classifier stops on a NaN loss (run() checks math.isnan "
-                   "whatever the precision) instead of letting the GradScaler skip the step, as train_step intends")
 def test_classifier_fp16_skips_non_finite_steps(tmp_path, zygote):
     run = tmp_path / "run"
     args = ["train", "classifier", "--data", "fashion-mnist", "--sample", "0.002", "--test-sample", "0.001",
@@ -119,6 +115,22 @@ def test_classifier_fp16_skips_non_finite_steps(tmp_path, zygote):
     saved = checkpoint.load(run / "checkpoints" / "last.pt")
     assert metrics(run)[-1]["skipped_steps"] >= 1 and saved["scaler"]["scale"] < 2.0 ** 16
     assert finite(saved["model"]) and finite(saved["optimizer"])
+
+
+@needs_fashion
+def test_classifier_fp16_stops_once_no_step_recovers(tmp_path, zygote):
+    """Weights blown up by one step: every later fp16 step overflows, so the GradScaler halves its scale each time;
+    below 2^-8 (24 halvings past its 2^16 start) the run stops in one sentence, weights still finite."""
+    run = tmp_path / "run"
+    args = ["train", "classifier", "--data", "fashion-mnist", "--sample", "0.002", "--test-sample", "0.001",
+            "--batch-size", "40", "--epochs", "12", "--tta", "none", "--precision", "fp16", "--lr", "1e30", "--quiet"]
+    _, stderr = zygote.run([*args, "--out", str(run)], tmp_path / "fp16.log", expect=2)
+    error = one_sentence(stderr)
+    assert error.startswith("darkroom: error: the training loss stayed non-finite in fp16 until step 25 (the "
+                            "GradScaler's scale fell to 0.00195); "), error  # steps 1..25 skipped: 2^16 / 2^25
+    assert error.endswith(f"the last good checkpoint in {run}/checkpoints is intact (lower --lr, or use --precision bf16)")
+    saved = checkpoint.load(run / "checkpoints" / "last.pt")
+    assert saved["state"]["step"] == 24 and finite(saved["model"])
 
 
 def test_cyclegan_non_finite_loss_stops_with_the_last_checkpoint(tmp_path, zygote):

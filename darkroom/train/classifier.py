@@ -76,6 +76,9 @@ class ClassifierConfig:
 
 
 CONFIG = ClassifierConfig
+# fp16: the GradScaler halves its scale (2^16 at the start) at each overflowing step and doubles it after 2,000 good
+# ones; 24 net halvings mean the loss is not recovering
+MIN_LOSS_SCALE = 2.0 ** -8
 
 PRESETS: dict[str, dict] = {
     # darkroom's CPU preset: small whitened net, one-cycle, flip TTA; >= 92% Fashion-MNIST in < 5 min on 2 cores
@@ -127,14 +130,23 @@ def load_data(cfg: ClassifierConfig) -> tuple:
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
-               precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[float, bool]:
-    """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted."""
+               precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               buffers: list[torch.Tensor]) -> tuple[float, bool]:
+    """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted
+    (fp16: the GradScaler skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are
+    put back after a non-finite forward, whose train-mode pass fed them non-finite activations."""
+    kept = [buffer.clone() for buffer in buffers]  # a few KB: norm layers' running means, variances, counts
     with precision.autocast(info.device, precision_name):
         loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-    if not torch.isfinite(loss.detach()).all() and precision_name != "fp16":
+    non_finite = (~torch.isfinite(loss.detach())).float().reshape(1)
+    skip = bool(dist.all_reduce_sum(non_finite).item())  # every rank alike, or DDP's next all-reduce would hang
+    if skip and precision_name != "fp16":
+        put_back(buffers, kept)
         optimizer.zero_grad(set_to_none=True)
         return float("nan"), False
     scaler.scale(loss).backward()
+    if skip:  # fp16: the scaler skips this step; the backward reads the buffers, so they are put back after it
+        put_back(buffers, kept)
     decoupled_decay_(optimizer)
     scale_before = scaler.get_scale() if scaler.is_enabled() else 1.0
     scaler.step(optimizer)  # fp16: skipped inside when gradients overflowed (dynamic loss scaling)
@@ -142,6 +154,11 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     optimizer.zero_grad(set_to_none=True)
     stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
     return loss.item(), stepped
+
+
+def put_back(buffers: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
+    for buffer, value in zip(buffers, kept):
+        buffer.copy_(value)
 
 
 def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
@@ -172,6 +189,8 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     optimizer = build_optimizer(cfg, model)
     scaler = precision.make_scaler(precision_name, info.device)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    skips = cfg.on_nan == "skip" or precision_name == "fp16"
+    buffers = list(model.buffers()) if skips else []  # kept across a skipped step (train_step)
 
     steps_per_epoch = train_set.steps_per_epoch()
     if steps_per_epoch == 0:
@@ -215,11 +234,10 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
             set_lr_momentum(optimizer, lr, momentum)
             x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, augment, data_generator)
-            loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler)
-            if math.isnan(loss) and cfg.on_nan == "stop":
-                raise UserError(f"the training loss became non-finite at step {state['step']}; the last good checkpoint "
-                                f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
-            state["skipped"] += 0 if stepped and not math.isnan(loss) else 1
+            loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler, buffers)
+            if not stepped and cfg.on_nan == "stop":
+                stop_if_diverged(state["step"], precision_name, scaler, run_dir)
+            state["skipped"] += not stepped
             if ema is not None:
                 ema.update(model)
             losses.append(loss)
@@ -243,6 +261,18 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
                f"{state['train_time']:.1f} s training; run folder {run_dir}")
     dist.cleanup()
     return {**result, "run_dir": run_dir}
+
+
+def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScaler, run_dir: str) -> None:
+    """--on-nan stop: a non-finite loss stops at once, except in fp16, where skipping overflowing steps is the
+    GradScaler's job; there only a scale driven below MIN_LOSS_SCALE (every step failing) stops the run."""
+    if precision_name != "fp16":
+        raise UserError(f"the training loss became non-finite at step {step}; the last good checkpoint "
+                        f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
+    if scaler.get_scale() < MIN_LOSS_SCALE:
+        raise UserError(f"the training loss stayed non-finite in fp16 until step {step} (the GradScaler's scale fell "
+                        f"to {scaler.get_scale():.3g}); the last good checkpoint in {run_dir}/checkpoints is intact "
+                        "(lower --lr, or use --precision bf16)")
 
 
 def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: ResidentImages,
