@@ -212,6 +212,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
         if folder.checkpoint_path.exists():
             raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
         folder.write_config(to_dict(cfg), argv, {"device": str(info.device), "precision": precision_name})
+        folder.truncate_log(0)  # lines of an earlier life that died before its first checkpoint
         folder.set_status("running", resumes=0)
     meta = {"classes": train.classes, "mean": mean, "std": std, "channels": channels, "image_size": size}
 
