@@ -201,7 +201,8 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("classifier")))
     cfg = replace(cfg, out=run_dir)
     folder = runs.RunFolder(run_dir, "classifier") if info.is_main else None
-    state = {"step": 0, "epoch": 0, "order": None, "skipped": 0, "log_lines": 0, "best_acc": 0.0, "train_time": 0.0}
+    state = {"step": 0, "epoch": 0, "order": None, "skipped": 0, "log_lines": 0, "best_acc": 0.0, "train_time": 0.0,
+             "loss_sum": 0.0, "loss_count": 0}
     if cfg.resume and (folder.checkpoint_path if folder else Path(run_dir) / "checkpoints" / "last.pt").exists():
         state = restore(cfg, run_dir, model, optimizer, scaler, ema, data_generator)
         if folder:
@@ -229,7 +230,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             state["order"] = train_set.epoch_order(data_generator)
         last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
         bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
-        epoch_start, losses = time.time(), []
+        epoch_start = time.time()
         net.train()
         for step_in_epoch in bar:
             lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
@@ -241,19 +242,21 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             state["skipped"] += not stepped
             if ema is not None:
                 ema.update(model)
-            losses.append(loss)
+            if math.isfinite(loss):  # the epoch's mean train loss; checkpointed, so a resume averages every step
+                state["loss_sum"] += loss
+                state["loss_count"] += 1
             state["step"] += 1
-            if not cfg.quiet and info.is_main and len(losses) % 5 == 0:
-                rate = len(losses) * cfg.batch_size / max(1e-9, time.time() - epoch_start)
+            done_here = step_in_epoch + 1 - first
+            if not cfg.quiet and info.is_main and done_here % 5 == 0:
+                rate = done_here * cfg.batch_size / max(1e-9, time.time() - epoch_start)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
                 save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
         bar.close()
         state["train_time"] += time.time() - epoch_start
         if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
-            result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, losses, state, epoch,
-                               steps_per_epoch, started, folder)
-            state["order"] = None
+            result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, state, epoch, started, folder)
+            state.update(order=None, loss_sum=0.0, loss_count=0)
             save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
     if folder:
         folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
@@ -277,13 +280,11 @@ def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScale
 
 
 def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: ResidentImages,
-              augment: Augment, losses: list[float], state: dict, epoch: int, steps_per_epoch: int,
-              started: float, folder: runs.RunFolder | None) -> dict:
+              augment: Augment, state: dict, epoch: int, started: float, folder: runs.RunFolder | None) -> dict:
     precision_name = precision.resolve(cfg.precision, info.device)
     tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
     test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
-    finite = [value for value in losses if math.isfinite(value)]
-    record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sum(finite) / max(1, len(finite)),
+    record = {"epoch": epoch + 1, "step": state["step"], "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
               "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
               "elapsed": time.time() - started, "skipped_steps": state["skipped"],
               "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"])}
@@ -321,7 +322,7 @@ def restore(cfg: ClassifierConfig, run_dir: str, model, optimizer, scaler, ema, 
         ema.model.load_state_dict(saved["ema"])
     data_generator.set_state(saved["data_generator"])
     checkpoint.set_rng_state(saved["rng"])
-    state = dict(saved["state"])
+    state = {"loss_sum": 0.0, "loss_count": 0, **saved["state"]}  # checkpoints from before the sums were kept
     state["order"] = saved["order"].to(model_device(model)) if saved["order"] is not None else None
     return state
 
