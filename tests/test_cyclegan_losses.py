@@ -180,3 +180,51 @@ def test_step_updates_every_net(precision_name, channels):
         assert sum(changed) >= len(changed) // 2, name  # biases before instance norm get zero gradient
     assert len(pool_a.images) == len(pool_b.images) == 4
     assert pool_a.images[0].shape == (channels[0], 16, 16) and pool_b.images[0].shape == (channels[1], 16, 16)
+
+
+def same(left, right) -> bool:
+    """Tensors, dicts and lists equal exactly, all the way down."""
+    if isinstance(left, torch.Tensor):
+        return isinstance(right, torch.Tensor) and torch.equal(left, right)
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(same(left[key], right[key]) for key in left)
+    if isinstance(left, (list, tuple)):
+        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
+    return left == right
+
+
+def test_skip_non_finite_leaves_nets_optimizers_and_pools_as_they_were():
+    """--on-nan skip: a NaN image makes the losses NaN; nothing the next steps read changes, so the next finite step
+    equals that of a twin run that never saw the NaN batch."""
+    runs = []
+    for _ in range(2):
+        nets = tiny_nets()
+        runs.append((nets, CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"]),
+                     torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=2e-4, betas=(0.5, 0.999)),
+                     torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=2e-4, betas=(0.5, 0.999)),
+                     ImagePool(3, seed=1), ImagePool(3, seed=2)))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    batches = [torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(4)]
+
+    def step(run, real_a, real_b):
+        _, step_nets, opt_g, opt_d, pool_a, pool_b = run
+        return train_step(step_nets, real_a, real_b, opt_g, opt_d, pool_a, pool_b, LossWeights(), CPU, "fp32", scaler,
+                          skip_non_finite=True)[0]
+
+    for run in runs:  # one finite step: the pools hold two fakes each (room for one more), Adam has moments
+        assert "skipped" not in step(run, batches[0], batches[1])
+    mine, twin = runs
+    nets, _, opt_g, opt_d, pool_a, pool_b = mine
+    before = copy.deepcopy(({name: net.state_dict() for name, net in nets.items()}, opt_g.state_dict(),
+                            opt_d.state_dict(), [(pool.images, pool.generator.get_state()) for pool in (pool_a, pool_b)]))
+    losses = step(mine, torch.full_like(batches[2], float("nan")), batches[3])
+    assert losses["skipped"] == 1.0 and math.isnan(losses["g"]) and math.isnan(losses["d_a"])
+    after = ({name: net.state_dict() for name, net in nets.items()}, opt_g.state_dict(), opt_d.state_dict(),
+             [(pool.images, pool.generator.get_state()) for pool in (pool_a, pool_b)])
+    assert same(before, after)
+    assert all(p.grad is None for net in nets.values() for p in net.parameters())  # no NaN gradient left behind
+
+    losses, twin_losses = step(mine, batches[2], batches[3]), step(twin, batches[2], batches[3])
+    assert losses == twin_losses and "skipped" not in losses and all(map(math.isfinite, losses.values()))
+    assert same({name: net.state_dict() for name, net in nets.items()},
+                {name: net.state_dict() for name, net in twin[0].items()})

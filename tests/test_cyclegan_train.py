@@ -1,9 +1,11 @@
 """darkroom train cyclegan end to end: Fashion-MNIST pair, trainA/trainB folders (1 and 3 channels), a dataset zip
-from a local HTTP server, one-sentence errors for bad input, and `translate` of odd-sized images."""
+from a local HTTP server, one-sentence errors for bad input, --resume of an ended run, non-finite losses (stop, and
+--on-nan skip), and `translate` of odd-sized images."""
 import functools
 import hashlib
 import http.server
 import json
+import math
 import threading
 import zipfile
 from pathlib import Path
@@ -253,6 +255,72 @@ def test_resume_with_different_settings_is_refused(tmp_path, capsys):
     assert code == 2 and "--lr" in stderr
     code, _, stderr = train_in_process(args, capsys)
     assert code == 2 and "--resume" in stderr  # the run folder is never overwritten
+
+
+def test_resume_of_an_ended_run_changes_nothing(tmp_path, capsys):
+    """--resume of a run that stopped at this --stop-after or finished: one sentence, exit 0, the folder's status and
+    metrics as they were; a larger --stop-after goes on (its partial --log-every window included)."""
+    data = unpaired_layout(tmp_path / "set", "L")
+    out = tmp_path / "run"
+    args = ["--data", str(data), *TINY, "--load-size", "16", "--crop-size", "16", "--batch-size", "3", "--epochs", "1",
+            "--epochs-decay", "1", "--log-every", "3", "--out", str(out)]  # 2 steps an epoch, 4 in all
+    kept = lambda: {name: (out / name).read_bytes() for name in ("status.json", "metrics.jsonl", "checkpoints/last.pt")}  # noqa: E731
+    assert train_in_process([*args, "--stop-after", "3"], capsys)[0] == 0
+    before = kept()
+    code, stdout, stderr = train_in_process([*args, "--stop-after", "3", "--resume"], capsys)
+    assert code == 0, stderr
+    assert f"{out} already ended at step 3 of 4: nothing to do (raise --stop-after to go on)" in stdout
+    assert kept() == before
+
+    code, stdout, stderr = train_in_process([*args, "--resume"], capsys)
+    assert code == 0 and f"resumed {out} at step 3 of 4" in stdout, stderr
+    losses = [line for line in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "g" in line]
+    assert [line["step"] for line in losses] == [3, 4]  # steps 1-3, then the partial window of step 4
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "finished" and status["resumes"] == 1
+    before = kept()
+    code, stdout, stderr = train_in_process([*args, "--resume"], capsys)
+    assert code == 0 and f"{out} already ended at step 4 of 4: nothing to do\n" in stdout, stderr
+    assert kept() == before
+
+
+def nan_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """An absurd --lr: step 1 is finite and blows the weights up, every later loss is non-finite (6 steps)."""
+    return ["--data", str(data), *TINY, "--val-images", "0", "--load-size", "16", "--crop-size", "16", "--batch-size",
+            "2", "--epochs", "1", "--epochs-decay", "0", "--lr", "1e30", "--log-every", "1", "--checkpoint-every", "1",
+            "--sample-every", "0", "--out", str(out), *extra]
+
+
+def test_non_finite_loss_stops_and_says_failed_in_the_status(tmp_path, capsys):
+    data, out = unpaired_layout(tmp_path / "set", "L", count=12), tmp_path / "run"
+    code, _, stderr = train_in_process(nan_args(data, out), capsys)
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "a loss became non-finite at iteration 1 (" in stderr and "is intact (lower --lr)" in stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and "non-finite" in status["error"] and status["step"] == 1
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]["step"] == 1
+
+
+def test_on_nan_skip_finishes_counts_and_leaves_the_weights_alone(tmp_path, capsys):
+    data = unpaired_layout(tmp_path / "set", "L", count=12)
+    code, _, stderr = train_in_process(nan_args(data, tmp_path / "one", "--on-nan", "skip", "--stop-after", "1"), capsys)
+    assert code == 0, stderr
+    code, _, stderr = train_in_process(nan_args(data, tmp_path / "run", "--on-nan", "skip"), capsys)
+    assert code == 0, stderr
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "lr" in line]
+    assert [line["skipped_steps"] for line in steps] == [0, 1, 2, 3, 4, 5]
+    assert math.isfinite(steps[0]["g"]) and not any("g" in line for line in steps[1:])  # skipped: no loss averaged
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "finished"
+    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    final = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert final["state"]["step"] == 6 and final["state"]["skipped"] == 5
+    for key in ("g_ab", "g_ba", "d_a", "d_b", "opt_g", "opt_d"):  # as step 1 left them: 5 skipped steps changed nothing
+        assert final[key].keys() == one[key].keys()
+    assert all(torch.equal(one[net][name], final[net][name]) for net in ("g_ab", "g_ba", "d_a", "d_b") for name in one[net])
+    assert all(torch.equal(one[opt]["state"][i][k], final[opt]["state"][i][k]) for opt in ("opt_g", "opt_d")
+               for i in one[opt]["state"] for k in one[opt]["state"][i])
+    assert all(torch.isfinite(tensor).all() for net in ("g_ab", "g_ba", "d_a", "d_b") for tensor in final[net].values())
 
 
 # -- translate -----------------------------------------------------------------------------------------

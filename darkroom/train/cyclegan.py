@@ -22,11 +22,12 @@ from darkroom.config import differences, from_dict, option, to_dict
 from darkroom.data.loaders import make_loader
 from darkroom.errors import UserError
 from darkroom.nets.cyclegan import UPSAMPLES, cyclegan_init_, patchgan_discriminator, resnet_generator
-from darkroom.report.grid import save_grid
 from darkroom.schedule import linear_decay_factor
 from darkroom.train import cyclegan_data as data_io
 from darkroom.train.cyclegan_losses import (GAN_LOSSES, LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool,
                                             LossWeights, train_step)
+from darkroom.train.cyclegan_records import (count_step, draw_grid, log_window, new_window, record_validation,
+                                             to_input)
 
 GENERATOR_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}  # the reference's names
 
@@ -75,6 +76,8 @@ class CycleGANConfig:
     log_every: int = option(100, "write a JSON line of every loss term every N iterations")
     sample_every: int = option(500, "write a grid of real/fake/reconstructed images every N iterations")
     checkpoint_every: int = option(0, "also checkpoint every N iterations (0 = at epoch ends only)")
+    on_nan: str = option("stop", "non-finite loss: stop (last good checkpoint kept) or skip the step and count "
+                         "(fp16 always skips: its loss scaler does)", choices=("stop", "skip"))
     out: str | None = option(None, "run folder (default runs/cyclegan-<time>)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     quiet: bool = option(False, "no progress bar")
@@ -95,7 +98,7 @@ PRESETS: dict[str, dict] = {
                     precision="bf16", channels_last=True, workers=8, epochs=100.0, epochs_decay=100.0),
 }
 
-RESUME_MAY_CHANGE = ("resume", "out", "quiet", "device", "workers", "stop_after")
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "device", "workers", "stop_after", "on_nan")
 
 
 def check_config(cfg: CycleGANConfig, world_size: int) -> None:
@@ -183,12 +186,6 @@ def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
                 (domain_a.name, domain_b.name), source, steps_per_epoch, tuple(train))
 
 
-def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float in [-1, 1] on `device`."""
-    x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
     info = dist.setup(cfg.device)
@@ -218,11 +215,12 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
             "steps_per_epoch": spe, "total_steps": total_steps}
     saver = Saver(runs.RunFolder(run_dir, "cyclegan") if info.is_main else None, cfg, info, nets, opt_g, opt_d, scaler,
                   pools, meta, Path(run_dir) / "checkpoints" / "last.pt")
-    state, resumed = open_run(cfg, argv, info, saver)
-    if resumed:
+    state, how = open_run(cfg, argv, info, saver, end_step)
+    if how == "done":
+        return already_done(info, saver, state, total_steps)
+    if how == "resumed":
         print_main(info, f"resumed {run_dir} at step {state['step']} of {total_steps} (epoch {state['step'] / spe:.2f}, "
                          f"lr factor {lr_factor(state['step'], constant_steps, decay_steps):.3f})")
-    folder = saver.folder
 
     wrap = (lambda net: nn.parallel.DistributedDataParallel(net)) if info.distributed else (lambda net: net)
     step_nets = CycleGANNets(wrap(GeneratorPair(nets["g_ab"], nets["g_ba"])), wrap(nets["d_a"]), wrap(nets["d_b"]))
@@ -230,46 +228,40 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
                      f"<-> {data.names[1]} ({data.sizes[1]} images, {data.channels[1]} ch) at {cfg.crop_size} px for "
                      f"{end_step} of {total_steps} iterations ({spe}/epoch), batch {cfg.batch_size} on {info.world_size} x "
                      f"{info.device.type}, {precision_name}")
+    skip_non_finite = cfg.on_nan == "skip" and precision_name != "fp16"
     bar = tqdm(total=end_step, initial=min(state["step"], end_step), disable=cfg.quiet or not info.is_main, leave=False,
                dynamic_ncols=True)
-    window: list[dict] = []
-    window_start = time.time()
-    while state["step"] < end_step:
-        data.sampler.set_position(*divmod(state["step"], spe))  # (epoch, first step): exact batches after a resume
-        for batch_a, batch_b, errors in data.loader:
-            stop_on_bad_images([error for error in errors if error], info, saver, state)
-            tick = time.time()
-            lr = cfg.lr * lr_factor(state["step"], constant_steps, decay_steps)
-            for group in (*opt_g.param_groups, *opt_d.param_groups):
-                group["lr"] = lr
-            real_a = to_input(batch_a, info.device, cfg.channels_last)
-            real_b = to_input(batch_b, info.device, cfg.channels_last)
-            losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, pools[0], pools[1], weights, info.device,
-                                   precision_name, scaler)
-            if not all(map(math.isfinite, losses.values())) and precision_name != "fp16":
-                raise UserError(f"a loss became non-finite at iteration {state['step']} ({format_losses(losses)}); the "
-                                f"last checkpoint in {run_dir}/checkpoints is intact (lower --lr)")
-            state["step"] += 1
-            state["train_time"] += time.time() - tick
-            window.append({**losses, "lr": lr})
-            bar.update(1)
-            bar.set_postfix_str(format_losses(losses), refresh=False)
-            step = state["step"]
-            if cfg.log_every and step % cfg.log_every == 0:
-                log_window(folder, info, window, step, spe, cfg.batch_size, time.time() - window_start, data, state)
-                window, window_start = [], time.time()
-            if folder and cfg.sample_every and step % cfg.sample_every == 0:
-                draw_grid(nets, data.fixed, info.device, folder.samples_dir / f"step-{step:07d}.png")
-            if step % spe == 0:  # epoch end
-                state["validation"] = record_validation(folder, info, nets, data, step, spe)
-            if step % spe == 0 or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                saver.save(state)
-            if step >= end_step:
-                break
+    try:
+        mark = time.time()
+        while state["step"] < end_step:
+            data.sampler.set_position(*divmod(state["step"], spe))  # (epoch, first step): exact batches after a resume
+            for batch_a, batch_b, errors in data.loader:
+                stop_on_bad_images([error for error in errors if error], info, saver, state)
+                tick = time.time()
+                lr = cfg.lr * lr_factor(state["step"], constant_steps, decay_steps)
+                for group in (*opt_g.param_groups, *opt_d.param_groups):
+                    group["lr"] = lr
+                real_a = to_input(batch_a, info.device, cfg.channels_last)
+                real_b = to_input(batch_b, info.device, cfg.channels_last)
+                losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, pools[0], pools[1], weights, info.device,
+                                       precision_name, scaler, skip_non_finite)
+                if not losses.get("skipped") and precision_name != "fp16" and not all(map(math.isfinite, losses.values())):
+                    raise non_finite(losses, state, saver)  # before anything non-finite is checkpointed
+                state["step"] += 1
+                state["train_time"] += time.time() - tick
+                count_step(state, losses, lr, time.time() - mark)
+                mark = time.time()
+                bar.update(1)
+                bar.set_postfix_str(format_losses(losses), refresh=False)
+                after_step(info, saver, nets, data, state)
+                if state["step"] >= end_step:
+                    break
+    except UserError as error:  # a non-finite loss or an undecodable image: say so in status.json, keep the checkpoint
+        if saver.folder:
+            saver.folder.set_status("failed", error=str(error), step=state["step"])
+        raise
     bar.close()
-    if window:
-        log_window(folder, info, window, state["step"], spe, cfg.batch_size, time.time() - window_start, data, state)
-    return finish(info, saver, nets, data, state, total_steps, spe)
+    return finish(info, saver, nets, data, state, total_steps)
 
 
 def seed_everything(cfg: CycleGANConfig, info: dist.DistInfo) -> None:
@@ -282,22 +274,62 @@ def seed_everything(cfg: CycleGANConfig, info: dist.DistInfo) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def open_run(cfg: CycleGANConfig, argv: list[str] | None, info: dist.DistInfo, saver: "Saver") -> tuple[dict, bool]:
-    """(state, resumed): a fresh run's, or a resumed one's (its metric lines after the checkpoint dropped)."""
+def open_run(cfg: CycleGANConfig, argv: list[str] | None, info: dist.DistInfo, saver: "Saver",
+             end_step: int) -> tuple[dict, str]:
+    """(state, how): how is "fresh", "resumed" (metric lines after the checkpoint dropped), or "done": --resume of a
+    run that already finished or stopped at this --stop-after (nothing to train; nothing rewritten)."""
     folder = saver.folder
     if cfg.resume and saver.path.exists():
         state = restore(cfg, saver.path, info, saver.nets, saver.opt_g, saver.opt_d, saver.scaler, saver.pools, saver.meta)
+        status = dist.broadcast_object(runs.read_status(cfg.out).get("status") if info.is_main else None)
+        if state["step"] >= end_step and status in ("finished", "stopped"):  # else killed before its status was written
+            return state, "done"
         if folder:
             folder.truncate_log(state["log_lines"])
             folder.set_status("running", resumes=runs.read_status(cfg.out).get("resumes", 0) + 1)
-        return state, True
+        return state, "resumed"
     if folder:
         if folder.checkpoint_path.exists():
             raise UserError(f"run folder {cfg.out} already holds a run; pass --resume to continue it or pick another --out")
         folder.write_config(to_dict(cfg), argv)
         folder.truncate_log(0)  # a killed first life (no checkpoint yet) left lines this run writes again
         folder.set_status("running", resumes=0)
-    return {"step": 0, "log_lines": 0, "train_time": 0.0}, False
+    return {"step": 0, "log_lines": 0, "train_time": 0.0, "skipped": 0, "window": new_window()}, "fresh"
+
+
+def non_finite(losses: dict[str, float], state: dict, saver: "Saver") -> UserError:
+    """--on-nan stop: one sentence; the weights in memory are not saved, so the last checkpoint is the last good one."""
+    kept = (f"the last checkpoint in {saver.cfg.out}/checkpoints is intact (lower --lr)" if saver.path.exists()
+            else "no checkpoint had been written yet (lower --lr, or pass --on-nan skip)")
+    return UserError(f"a loss became non-finite at iteration {state['step']} ({format_losses(losses)}); {kept}")
+
+
+def after_step(info: dist.DistInfo, saver: "Saver", nets: dict[str, nn.Module], data: Data, state: dict) -> None:
+    """The metrics line, grid, epoch-end validation and checkpoint that fall on this step."""
+    cfg, folder, step, spe = saver.cfg, saver.folder, state["step"], data.steps_per_epoch
+    if cfg.log_every and step % cfg.log_every == 0:
+        log_window(folder, info, state, spe, cfg.batch_size, skipped_images(data), cfg.on_nan == "skip")
+    if folder and cfg.sample_every and step % cfg.sample_every == 0:
+        draw_grid(nets, data.fixed, info.device, folder.samples_dir / f"step-{step:07d}.png")
+    if step % spe == 0:  # epoch end
+        state["validation"] = record_validation(folder, info, nets, data.fixed, data.held_out, step, spe)
+    if step % spe == 0 or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+        saver.save(state)
+
+
+def skipped_images(data: Data) -> int:
+    return sum(dataset.skipped for dataset in data.skip_counters)
+
+
+def already_done(info: dist.DistInfo, saver: "Saver", state: dict, total_steps: int) -> dict:
+    """--resume with nothing left to train: say so and leave status.json and metrics.jsonl as they are."""
+    go_on = "" if state["step"] >= total_steps else " (raise --stop-after to go on)"
+    print_main(info, f"{saver.cfg.out} already ended at step {state['step']} of {total_steps}: nothing to do{go_on}")
+    if saver.folder:
+        saver.folder.close()  # the lock (and report.html, rebuilt from the folder as it is)
+    dist.cleanup()
+    result = {key: value for key, value in state.get("validation", {}).items() if key != "step"}
+    return {**result, "step": state["step"], "train_time": state["train_time"], "run_dir": saver.cfg.out}
 
 
 def stop_on_bad_images(bad: list[str], info: dist.DistInfo, saver: "Saver", state: dict) -> None:
@@ -312,12 +344,16 @@ def stop_on_bad_images(bad: list[str], info: dist.DistInfo, saver: "Saver", stat
                     "or pass --on-bad-image skip)")
 
 
-def finish(info: dist.DistInfo, saver: "Saver", nets: dict[str, nn.Module], data: "Data", state: dict,
-           total_steps: int, spe: int) -> dict:
-    """Final validation numbers, checkpoint, grid and status; the one-line summary."""
-    folder = saver.folder
+def finish(info: dist.DistInfo, saver: "Saver", nets: dict[str, nn.Module], data: Data, state: dict,
+           total_steps: int) -> dict:
+    """The last (partial) window's line, final validation numbers, checkpoint, grid and status; the summary."""
+    folder, spe = saver.folder, data.steps_per_epoch
+    unsaved = state["window"]["steps"] > 0 or state.get("validation", {}).get("step") != state["step"]
+    if state["window"]["steps"]:
+        log_window(folder, info, state, spe, saver.cfg.batch_size, skipped_images(data), saver.cfg.on_nan == "skip")
     if state.get("validation", {}).get("step") != state["step"]:
-        state["validation"] = record_validation(folder, info, nets, data, state["step"], spe)
+        state["validation"] = record_validation(folder, info, nets, data.fixed, data.held_out, state["step"], spe)
+    if unsaved:  # the checkpoint accounts for every metrics line
         saver.save(state)
     result = {key: value for key, value in state["validation"].items() if key != "step"}
     if folder:
@@ -339,62 +375,6 @@ def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
 
 def format_losses(losses: dict[str, float]) -> str:
     return " ".join(f"{name}={losses[name]:.3f}" for name in LOSS_TERMS)
-
-
-def log_window(folder: runs.RunFolder | None, info: dist.DistInfo, window: list[dict], step: int, spe: int,
-               batch_size: int, seconds: float, data: Data, state: dict) -> None:
-    """One JSON line: every loss term averaged over the window (and over ranks), the LR and the speed."""
-    names = [*LOSS_TERMS, "lr"]
-    means = torch.tensor([sum(entry[name] for entry in window) / len(window) for name in names], dtype=torch.float64)
-    means = dist.all_reduce_mean(means.to(info.device)).cpu()  # nccl reduces CUDA tensors only
-    record = {"step": step, "epoch": step / spe, **dict(zip(names, means.tolist())),
-              "images_per_s": len(window) * batch_size / max(seconds, 1e-9), "train_time": state["train_time"]}
-    skipped = sum(dataset.skipped for dataset in data.skip_counters)
-    if skipped:
-        record["skipped_images"] = skipped
-    if folder:
-        folder.log(record)
-
-
-@torch.no_grad()
-def translate_fixed(nets: dict[str, nn.Module], fixed: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                    batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """real/fake/rec of both domains for the fixed images, float in [-1, 1] on the CPU."""
-    out: dict[str, list] = {name: [] for name in ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")}
-    for images, g, f, tag in ((fixed[0], nets["g_ab"], nets["g_ba"], "a"), (fixed[1], nets["g_ba"], nets["g_ab"], "b")):
-        other = "b" if tag == "a" else "a"
-        for chunk in images.split(batch_size):
-            x = to_input(chunk, device, False)
-            fake = g(x)
-            out[f"real_{tag}"].append(x.cpu())
-            out[f"fake_{other}"].append(fake.float().cpu())
-            out[f"rec_{tag}"].append(f(fake).float().cpu())
-    return {name: torch.cat(parts) for name, parts in out.items()}
-
-
-def record_validation(folder: runs.RunFolder | None, info: dist.DistInfo, nets: dict[str, nn.Module], data: Data,
-                      step: int, spe: int) -> dict[str, float]:
-    """Mean |F(G(x)) - x| on the held-out images of each domain, in [-1, 1] units (rank 0 computes and logs)."""
-    if not info.is_main:
-        return {"step": step, "val_cycle_a": float("nan"), "val_cycle_b": float("nan")}
-    images = translate_fixed(nets, data.fixed, info.device)
-    result = {"val_cycle_a": float((images["rec_a"] - images["real_a"]).abs().mean()),
-              "val_cycle_b": float((images["rec_b"] - images["real_b"]).abs().mean())}
-    if folder:
-        folder.log({"step": step, "epoch": step / spe, **result, "held_out": data.held_out})
-    return {"step": step, **result}
-
-
-def draw_grid(nets: dict[str, nn.Module], fixed: tuple[torch.Tensor, torch.Tensor], device: torch.device, path: Path,
-              rows: int = 8) -> None:
-    """One row per image pair: real_A, fake_B, rec_A, real_B, fake_A, rec_B (what the lesson shows)."""
-    images = translate_fixed(nets, (fixed[0][:rows], fixed[1][:rows]), device)
-    order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
-    n = min(images[name].shape[0] for name in order)
-    channels = max(images[name].shape[1] for name in order)
-    columns = [images[name][:n].expand(-1, channels, -1, -1) for name in order]  # grayscale next to colour
-    grid = torch.stack(columns, dim=1).flatten(0, 1)  # (n * 6, C, H, W), row-major
-    save_grid(grid, path, nrow=len(order), scale=max(1, 96 // grid.shape[-1]))
 
 
 class Saver:
@@ -449,7 +429,7 @@ def restore(cfg: CycleGANConfig, path: Path, info: dist.DistInfo, nets: dict[str
     for pool, pool_state in zip(pools, mine["pools"]):
         pool.load_state_dict(pool_state, info.device)
     checkpoint.set_rng_state(mine["rng"])
-    return dict(saved["state"])
+    return {"skipped": 0, "window": new_window(), **saved["state"]}  # (checkpoints older than these two keys)
 
 
 def print_main(info: dist.DistInfo, message: str) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darkroom import precision
+from darkroom import dist, precision
 
 GAN_LOSSES = ("lsgan", "vanilla")
 LOSS_TERMS = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b")
@@ -83,6 +83,14 @@ class ImagePool:
             pooled = pooled.contiguous(memory_format=torch.channels_last)
         return pooled
 
+    def snapshot(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """What query() changes, taken cheaply: stored images are replaced by query(), never written in place."""
+        return list(self.images), self.generator.get_state()
+
+    def restore(self, snapshot: tuple[list[torch.Tensor], torch.Tensor]) -> None:
+        self.images = list(snapshot[0])
+        self.generator.set_state(snapshot[1])
+
     def state_dict(self) -> dict:
         stacked = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
         return {"size": self.size, "images": stacked, "generator": self.generator.get_state()}
@@ -127,13 +135,23 @@ def _requires_grad_(module: nn.Module, flag: bool) -> None:
         parameter.requires_grad_(flag)
 
 
+def _finite_on_every_rank(value: torch.Tensor) -> bool:
+    """One decision for all ranks (a rank that skipped a backward the others ran would hang DDP)."""
+    bad = (~torch.isfinite(value)).float().reshape(1)
+    return float(dist.all_reduce_sum(bad)) == 0.0
+
+
 def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
-               device: torch.device, precision_name: str, scaler: torch.amp.GradScaler) -> tuple[dict[str, float], dict]:
+               device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
+               skip_non_finite: bool = False) -> tuple[dict[str, float], dict]:
     """One CycleGAN iteration on real_a (B, Ca, H, W) and real_b (B, Cb, H, W) in [-1, 1].
 
     Generators first (with both discriminators frozen), then d_a and d_b on pooled fakes, as the reference.
     Returns every loss term as a float and the images of this step (for sample grids).
+    skip_non_finite (--on-nan skip; fp16's GradScaler skips overflows by itself): when a loss is non-finite on any
+    rank, neither optimizer steps and both pools are left as they were; the losses then hold "skipped": 1.0.
+    The G step waits for the D losses then (D's forward does not read G's parameters: the fakes are detached).
     """
     use_identity = weights.identity > 0
     d_a, d_b = _unwrapped(nets.d_a), _unwrapped(nets.d_b)  # the G step needs no D gradients: no DDP sync there
@@ -156,13 +174,15 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
         terms["idt_b"] = cycle_loss(real_b, images["idt_b"]) * weights.lambda_b * weights.identity
     loss_g = sum(terms.values())
     scaler.scale(loss_g).backward()
-    scaler.step(opt_g)
+    if not skip_non_finite:
+        scaler.step(opt_g)
 
     # Discriminators: real vs a fake drawn from the history pool; one forward on the concatenation (instance
     # norm is per image, so this equals two forwards, and DDP sees one forward per backward)
     _requires_grad_(d_a, True)
     _requires_grad_(d_b, True)
     opt_d.zero_grad(set_to_none=True)
+    pools_before = (pool_a.snapshot(), pool_b.snapshot()) if skip_non_finite else None
     fake_a, fake_b = pool_a.query(images["fake_a"]), pool_b.query(images["fake_b"])
     n_a, n_b = real_a.shape[0], real_b.shape[0]
     with precision.autocast(device, precision_name):
@@ -170,11 +190,22 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
         logits_b = nets.d_b(torch.cat([real_b, fake_b]))
     terms["d_a"] = discriminator_loss(logits_a[:n_a], logits_a[n_a:], weights.gan)
     terms["d_b"] = discriminator_loss(logits_b[:n_b], logits_b[n_b:], weights.gan)
+    terms["g"] = loss_g
+    images = {name: image.detach() for name, image in images.items()}
+    if skip_non_finite:
+        if not _finite_on_every_rank((loss_g + terms["d_a"] + terms["d_b"]).detach()):
+            opt_g.zero_grad(set_to_none=True)
+            pool_a.restore(pools_before[0])
+            pool_b.restore(pools_before[1])
+            return {**_numbers(terms), "skipped": 1.0}, images
+        scaler.step(opt_g)
     scaler.scale(terms["d_a"] + terms["d_b"]).backward()
     scaler.step(opt_d)
     scaler.update()
+    return _numbers(terms), images
 
-    terms["g"] = loss_g
-    zero = loss_g.new_zeros(())
-    numbers = torch.stack([terms.get(name, zero).detach() for name in LOSS_TERMS]).tolist()  # one device sync
-    return dict(zip(LOSS_TERMS, numbers)), {name: image.detach() for name, image in images.items()}
+
+def _numbers(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Every term of LOSS_TERMS as a float (0.0 for the identity terms when they are off), one device sync."""
+    zero = terms["g"].new_zeros(())
+    return dict(zip(LOSS_TERMS, torch.stack([terms.get(name, zero).detach() for name in LOSS_TERMS]).tolist()))
