@@ -182,6 +182,32 @@ def test_nan_stops_with_last_good_checkpoint_intact(tmp_path, capsys, monkeypatc
     assert metrics(run)[-1]["skipped_steps"] == 4  # iterations 3 and 4: two critic steps each
 
 
+def test_resume_of_a_finished_run_changes_nothing_unless_iterations_grow(tmp_path, capsys):
+    data = image_folder(tmp_path / "images")
+    args = ("--data", str(data), "--image-size", "16")
+    code, run = train(tmp_path, *args)
+    assert code == 0, capsys.readouterr().err
+    kept = lambda: {name: (run / name).read_bytes() for name in ("status.json", "metrics.jsonl", "checkpoints/last.pt")}  # noqa: E731
+    before, finished = kept(), json.loads((run / "status.json").read_text())
+    capsys.readouterr()
+    code, _ = train(tmp_path, *args, "--resume")
+    out = capsys.readouterr().out
+    assert code == 0 and f"{run} already finished at generator iteration 2: nothing to do" in out
+    assert kept() == before and math.isfinite(finished["critic_loss"])
+
+    code, _ = train(tmp_path, *args, "--resume", "--iterations", "3")  # the GAN may train on
+    assert code == 0 and f"resumed {run} at generator iteration 2 of 3" in capsys.readouterr().out
+    assert [line["iteration"] for line in metrics(run)] == [1, 2, 3]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and status["resumes"] == 1 and math.isfinite(status["critic_loss"])
+
+    (run / "status.json").write_text(json.dumps({**status, "status": "running"}))  # killed after its last checkpoint
+    code, _ = train(tmp_path, *args, "--resume", "--iterations", "3")
+    assert code == 0 and [line["iteration"] for line in metrics(run)] == [1, 2, 3]
+    status = json.loads((run / "status.json").read_text())  # the last line's numbers, from the checkpoint
+    assert status["status"] == "finished" and math.isfinite(status["critic_loss"])
+
+
 def test_toy_ring_trains_and_logs_mode_counts(tmp_path, capsys):
     code, run = train(tmp_path, "--preset", "toy", "--iterations", "2", "--batch-size", "16", "--n-samples", "50")
     assert code == 0, capsys.readouterr().err

@@ -226,6 +226,9 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
     state = new_state()
     if cfg.resume and (Path(run_dir) / "checkpoints" / "last.pt").exists():
         state = restore(cfg, run_dir, G, D, opt_g, opt_d, scaler_g, scaler_d, noise, batches)
+        status = dist.broadcast_object(runs.read_status(run_dir) if info.is_main else None)
+        if status.get("status") == "finished" and not has_work(cfg, state):
+            return already_finished(cfg, info, folder, state, status)
         if folder:
             folder.truncate_log(state["log_lines"])
             folder.set_status("running", resumes=runs.read_status(run_dir).get("resumes", 0) + 1)
@@ -265,8 +268,28 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
 
 
 def new_state() -> dict:
-    return {"iteration": 0, "critic_iterations": 0, "skipped": 0, "log_lines": 0, "train_time": 0.0,
+    # result: the last line's numbers, for status.json also after a kill between the last checkpoint and the end
+    return {"iteration": 0, "critic_iterations": 0, "skipped": 0, "log_lines": 0, "train_time": 0.0, "result": {},
             "interval": {"sums": {}, "count": 0, "critic_steps": 0, "time": 0.0}}
+
+
+def budget_seconds(cfg: GanConfig) -> float:
+    return cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+
+
+def has_work(cfg: GanConfig, state: dict) -> bool:
+    return state["iteration"] < cfg.iterations and state["train_time"] < budget_seconds(cfg)
+
+
+def already_finished(cfg: GanConfig, info: dist.DistInfo, folder, state: dict, status: dict) -> dict:
+    """--resume of a finished run with nothing left to train: say so; status.json and metrics.jsonl stay as they are."""
+    print_main(info, f"{cfg.out} already finished at generator iteration {state['iteration']}: nothing to do (raise "
+                     "--iterations or --max-minutes to train on)")
+    if folder:
+        folder.close()  # the lock (and report.html, rebuilt from the folder as it is)
+    dist.cleanup()
+    numbers = {key: value for key, value in status.items() if isinstance(value, float) and key not in ("updated", "started")}
+    return {**numbers, "run_dir": cfg.out}
 
 
 @dataclass
@@ -340,9 +363,9 @@ class Loop:
 def train(cfg: GanConfig, info: dist.DistInfo, loop: Loop, state: dict, folder, saver, fixed_z, meta) -> dict:
     bar = tqdm(total=cfg.iterations, initial=state["iteration"], desc="gan", disable=cfg.quiet or not info.is_main,
                leave=False)
-    result: dict = {}
-    budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
-    while state["iteration"] < cfg.iterations and state["train_time"] < budget:
+    result: dict = dict(state.get("result", {}))
+    budget = budget_seconds(cfg)
+    while has_work(cfg, state):
         started = time.time()
         steps = critic_steps(state["iteration"], loop.settings.n_critic, loop.settings.warmup)
         for _ in range(steps):
@@ -366,6 +389,7 @@ def train(cfg: GanConfig, info: dist.DistInfo, loop: Loop, state: dict, folder, 
                 folder.log({"iteration": state["iteration"], **counts})
                 state["log_lines"] = folder.log_length()
                 result.update(counts)
+        state["result"] = result
         if state["iteration"] % cfg.checkpoint_every == 0 or last:
             saver()
     bar.close()
