@@ -395,9 +395,6 @@ def test_many_sigkills_then_resume_is_exact(tmp_path, zygote, name):
     assert tally.kills >= 20, "the run finished before 20 kills: make it longer"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a fresh start with --resume in a folder whose first checkpoint never "
-                   "landed appends to the killed life's metrics.jsonl (lines duplicated); the fresh-start path should "
-                   "truncate the log")
 @pytest.mark.parametrize("name", TRAINERS)
 def test_restart_before_the_first_checkpoint_logs_once(tmp_path, zygote, name):
     """A kill after the first metrics line but before the first checkpoint, then a restart with --resume (what
