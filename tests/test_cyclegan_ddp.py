@@ -1,5 +1,6 @@
 """CycleGAN under torchrun on CPU (gloo): a 2-process step gives the gradients of one process on the union batch
-(instance norm is per image, so this holds exactly up to float rounding), and the trainer runs and resumes."""
+(instance norm is per image, so this holds exactly up to float rounding), --on-nan skip decides for every rank at
+once, and the trainer runs and resumes."""
 import json
 import os
 import runpy
@@ -60,6 +61,44 @@ STEP_SCRIPT = textwrap.dedent('''
 ''')
 
 
+SKIP_SCRIPT = textwrap.dedent('''
+    """--on-nan skip under DDP: a NaN batch on rank 1 only. Every rank must skip (one that ran D's backward while another
+    did not would hang), leave its parameters alone, then take the next finite step in step. Each rank saves a report."""
+    import sys
+    import torch
+    from torch import nn
+    from darkroom import dist
+    from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
+    from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+
+    def main(out):
+        info = dist.setup("cpu")
+        torch.manual_seed(0)
+        g_ab, g_ba = (cyclegan_init_(resnet_generator(1, 1, ngf=4, n_blocks=1)) for _ in range(2))
+        d_a, d_b = (cyclegan_init_(patchgan_discriminator(1, ndf=4, n_layers=2)) for _ in range(2))
+        nets = CycleGANNets(*(nn.parallel.DistributedDataParallel(net) for net in (GeneratorPair(g_ab, g_ba), d_a, d_b)))
+        opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=2e-4)
+        opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=2e-4)
+        pools = ImagePool(3, seed=info.rank), ImagePool(3, seed=10 + info.rank)
+        parameters = lambda: [p.detach().clone() for net in (g_ab, g_ba, d_a, d_b) for p in net.parameters()]
+        start, skipped, data = parameters(), [], torch.Generator().manual_seed(info.rank)
+        for step in range(2):
+            real_a, real_b = (torch.rand(2, 1, 16, 16, generator=data) * 2 - 1 for _ in range(2))
+            if step == 0 and info.rank == 1:
+                real_a[0, 0, 0, 0] = float("nan")
+            losses, _ = train_step(nets, real_a, real_b, opt_g, opt_d, pools[0], pools[1], LossWeights(),
+                                   torch.device("cpu"), "fp32", torch.amp.GradScaler("cpu", enabled=False), True)
+            skipped.append(bool(losses.get("skipped")))
+            if step == 0:
+                unchanged = all(torch.equal(a, b) for a, b in zip(start, parameters()))
+        torch.save({"skipped": skipped, "unchanged": unchanged, "parameters": parameters()}, f"{out}-{info.rank}.pt")
+        dist.cleanup()
+
+    if __name__ == "__main__":
+        main(sys.argv[1])
+''')
+
+
 def torchrun(args, nproc=2, timeout=300):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                            *args], env=ENV, capture_output=True, text=True, timeout=timeout, cwd=REPO)
@@ -83,6 +122,17 @@ def test_two_process_step_matches_one_process_on_the_union_batch(tmp_path):
         for mine, theirs in zip(ddp[kind], one[kind]):
             torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)
     assert max(grad.abs().max() for grad in one["g"]) > 1e-3  # the gradients compared are not all ~0
+
+
+def test_on_nan_skip_is_one_decision_for_every_rank(tmp_path):
+    script = tmp_path / "skip.py"
+    script.write_text(SKIP_SCRIPT)
+    result = torchrun([str(script), str(tmp_path / "rank")], timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank-{rank}.pt", weights_only=True) for rank in range(2)]
+    assert [rank["skipped"] for rank in ranks] == [[True, False], [True, False]]  # rank 0's own losses were finite
+    assert all(rank["unchanged"] for rank in ranks)
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["parameters"], ranks[1]["parameters"]))
 
 
 def test_trainer_under_torchrun_shards_the_batch_and_resumes(tmp_path):
