@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as torch_dist
@@ -49,8 +50,22 @@ def setup(device_name: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     if world_size > 1 and not torch_dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, store=attempt_store(world_size))
     return DistInfo(rank, world_size, local_rank, device)
+
+
+def attempt_store(world_size: int) -> torch_dist.Store | None:
+    """Under torchrun's shared rendezvous store, this attempt's own key space in it; None otherwise (env://).
+
+    torchrun (>= 2.4) lets workers reuse the agent's TCPStore, which outlives a restart: the workers of attempt 2
+    can then read attempt 1's addresses and fail in gloo's connectFullMesh ("Connection refused"), using up every
+    --max-restarts (pytorch/pytorch#135712). A prefix per TORCHELASTIC_RESTART_COUNT keeps attempts apart.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                                is_master=False, timeout=timedelta(minutes=10))
+    return torch_dist.PrefixStore(f"darkroom/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def cleanup() -> None:

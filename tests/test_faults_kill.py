@@ -416,12 +416,8 @@ def test_stale_temp_files_are_removed_on_resume(tmp_path, zygote):
     assert temp_files(tmp_path / "run") == []
 
 
-AVERAGES_BUG = pytest.mark.xfail(strict=True, reason="bug: the losses averaged into a metrics line are not checkpointed "
-                                 "(the classifier's epoch train_loss list), so after a resume the line averages only "
-                                 "the steps since the resume")
 
-
-@pytest.mark.parametrize("name", [pytest.param("classifier", marks=AVERAGES_BUG), "gan", "cyclegan"])
+@pytest.mark.parametrize("name", ["classifier", "gan", "cyclegan"])
 def test_logged_averages_survive_a_resume(tmp_path, zygote, name):
     """Killed two steps into a six-step averaging window and resumed: the window's line equals the uninterrupted one."""
     if name != "cyclegan" and not have_fashion_mnist():

@@ -54,10 +54,10 @@ def wait_until(condition, process: subprocess.Popen, what: str, timeout: float =
 @needs_fashion
 def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: with torchrun's default shared rendezvous store, restarted gloo workers
-    # can read the killed attempt's addresses and fail in connectFullMesh ("Connection refused"), using up every
-    # restart (pytorch/pytorch#135712; 2 of 5 tries failed here without it, 0 of 6 with it)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    # torchrun's default shared rendezvous store, as users run it: darkroom.dist.attempt_store keeps each restart's
+    # keys apart (without it 2 of 5 tries here failed in gloo's connectFullMesh, pytorch/pytorch#135712)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--max-restarts", "3", "-m", "darkroom", *ARGS, "--resume", "--out", str(out)]
     agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
