@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag or value in one line, without the usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
 def trainer_module(task: str):
