@@ -91,6 +91,18 @@ def test_existing_run_refused_without_resume(trained):
 
 
 @needs_fashion
+def test_resume_of_a_finished_run_says_so_and_touches_nothing(trained):
+    out, _ = trained
+    before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out), "--resume"])
+    assert result.returncode == 0, result.stderr
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result.stdout.strip() == (f"run {out} already finished ({last['step']} steps, test accuracy "
+                                     f"{last['test_acc']:.4f}); nothing to resume")
+    assert {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()} == before
+
+
+@needs_fashion
 def test_lr_find_writes_plot(tmp_path):
     result = run_cli(["lr-find", "--steps", "30", "--out", str(tmp_path / "lr.png")])
     assert result.returncode == 0, result.stderr

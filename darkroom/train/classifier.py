@@ -174,6 +174,13 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     if cfg.batch_size % info.world_size:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {info.world_size} ranks")
 
+    run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("classifier")))
+    cfg = replace(cfg, out=run_dir)
+    if info.is_main and runs.is_live(run_dir):  # before reading anything of it (RunFolder below takes the lock)
+        raise UserError(f"run folder {run_dir} is in use by another darkroom process; pick another --out")
+    saved = read_checkpoint(cfg, run_dir)
+    if saved is not None and runs.read_status(run_dir).get("status") == "finished":
+        return already_finished(info, run_dir, saved["state"]["step"])
     train, test = load_data(cfg)
     mean, std = channel_stats(train.images)
     channels, size = train.images.shape[1], train.images.shape[2]
@@ -198,20 +205,17 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
     data_generator = torch.Generator(device=info.device).manual_seed(cfg.seed)
 
-    run_dir = dist.broadcast_object(str(cfg.out or runs.default_run_dir("classifier")))
-    cfg = replace(cfg, out=run_dir)
     folder = runs.RunFolder(run_dir, "classifier") if info.is_main else None
     state = {"step": 0, "epoch": 0, "order": None, "skipped": 0, "log_lines": 0, "best_acc": 0.0, "train_time": 0.0,
              "loss_sum": 0.0, "loss_count": 0}
-    if cfg.resume and (folder.checkpoint_path if folder else Path(run_dir) / "checkpoints" / "last.pt").exists():
-        state = restore(cfg, run_dir, model, optimizer, scaler, ema, data_generator)
+    if saved is not None:
+        state = restore(saved, model, optimizer, scaler, ema, data_generator)
         if folder:
             folder.truncate_log(state["log_lines"])
             folder.set_status("running", resumes=runs.read_status(run_dir).get("resumes", 0) + 1)
-        print_main(info, f"resumed {run_dir} at epoch {state['epoch']}, step {state['step']} of {total_steps}")
+        print_main(info, f"resumed {run_dir} at epoch {state['step'] // steps_per_epoch + 1}, step {state['step']} "
+                         f"of {total_steps}")
     elif folder:
-        if folder.checkpoint_path.exists():
-            raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
         folder.write_config(to_dict(cfg), argv, {"device": str(info.device), "precision": precision_name})
         folder.truncate_log(0)  # lines of an earlier life that died before its first checkpoint
         folder.set_status("running", resumes=0)
@@ -309,12 +313,33 @@ def save(folder: runs.RunFolder | None, cfg: ClassifierConfig, model: nn.Module,
     }, folder.checkpoint_path)
 
 
-def restore(cfg: ClassifierConfig, run_dir: str, model, optimizer, scaler, ema, data_generator) -> dict:
-    saved = checkpoint.load(Path(run_dir) / "checkpoints" / "last.pt")
-    changed = differences(from_dict(ClassifierConfig, saved["config"]), cfg, ignore=("resume", "out", "quiet", "device"))
+def read_checkpoint(cfg: ClassifierConfig, run_dir: str) -> dict | None:
+    """The checkpoint --resume continues (None: a fresh start), its settings checked against `cfg`."""
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    if not path.exists():
+        return None
+    if not cfg.resume:
+        raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
+    saved = checkpoint.load(path)
+    changed = differences(from_dict(ClassifierConfig, saved["config"]), cfg,
+                          ignore=("resume", "out", "quiet", "device"))
     if changed:
         raise UserError(f"--{changed[0].replace('_', '-')} differs from the run being resumed in {run_dir}; "
                         "resume with the same settings")
+    return saved
+
+
+def already_finished(info: dist.DistInfo, run_dir: str, steps: int) -> dict:
+    """--resume of a finished run (a rerun job, torchrun --max-restarts): nothing to do and no file touched."""
+    lines = runs.read_metrics(Path(run_dir))
+    last = lines[-1] if lines else {}
+    accuracy = f", test accuracy {last['test_acc']:.4f}" if "test_acc" in last else ""
+    print_main(info, f"run {run_dir} already finished ({steps} steps{accuracy}); nothing to resume")
+    dist.cleanup()
+    return {**last, "run_dir": run_dir}
+
+
+def restore(saved: dict, model, optimizer, scaler, ema, data_generator) -> dict:
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
