@@ -123,14 +123,14 @@ def test_classifier_fp16_stops_once_no_step_recovers(tmp_path, zygote):
     below 2^-8 (24 halvings past its 2^16 start) the run stops in one sentence, weights still finite."""
     run = tmp_path / "run"
     args = ["train", "classifier", "--data", "fashion-mnist", "--sample", "0.002", "--test-sample", "0.001",
-            "--batch-size", "40", "--epochs", "12", "--tta", "none", "--precision", "fp16", "--lr", "1e30", "--quiet"]
+            "--batch-size", "8", "--epochs", "2", "--tta", "none", "--precision", "fp16", "--lr", "1e30", "--quiet"]
     _, stderr = zygote.run([*args, "--out", str(run)], tmp_path / "fp16.log", expect=2)
     error = one_sentence(stderr)
     assert error.startswith("darkroom: error: the training loss stayed non-finite in fp16 until step 25 (the "
                             "GradScaler's scale fell to 0.00195); "), error  # steps 1..25 skipped: 2^16 / 2^25
     assert error.endswith(f"the last good checkpoint in {run}/checkpoints is intact (lower --lr, or use --precision bf16)")
     saved = checkpoint.load(run / "checkpoints" / "last.pt")
-    assert saved["state"]["step"] == 24 and finite(saved["model"])
+    assert saved["state"]["step"] == 15 and finite(saved["model"])  # the first epoch's end
 
 
 def test_cyclegan_non_finite_loss_stops_with_the_last_checkpoint(tmp_path, zygote):
