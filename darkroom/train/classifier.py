@@ -131,7 +131,7 @@ def load_data(cfg: ClassifierConfig) -> tuple:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
                precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               buffers: list[torch.Tensor]) -> tuple[float, bool]:
+               buffers: tuple[torch.Tensor, ...] = ()) -> tuple[float, bool]:
     """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted
     (fp16: the GradScaler skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are
     put back after a non-finite forward, whose train-mode pass fed them non-finite activations."""
@@ -156,7 +156,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     return loss.item(), stepped
 
 
-def put_back(buffers: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
+def put_back(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor]) -> None:
     for buffer, value in zip(buffers, kept):
         buffer.copy_(value)
 
@@ -197,7 +197,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     scaler = precision.make_scaler(precision_name, info.device)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     skips = cfg.on_nan == "skip" or precision_name == "fp16"
-    buffers = list(model.buffers()) if skips else []  # kept across a skipped step (train_step)
+    buffers = tuple(model.buffers()) if skips else ()  # kept across a skipped step (train_step)
 
     steps_per_epoch = train_set.steps_per_epoch()
     if steps_per_epoch == 0:
