@@ -17,13 +17,14 @@ from tqdm import tqdm
 
 from darkroom import checkpoint, dist, precision, runs
 from darkroom.config import differences, from_dict, option, to_dict
-from darkroom.data import sources
-from darkroom.data.resident import Augment, ResidentImages, channel_stats
+from darkroom.data.resident import Augment
 from darkroom.errors import UserError
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
 from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
 from darkroom.schedule import one_cycle_lr, one_cycle_momentum, warmup_cosine, warmup_linear_decay
+from darkroom.train import classifier_data
+from darkroom.train.classifier_data import Images
 from darkroom.train.classifier_eval import evaluate
 
 
@@ -34,6 +35,10 @@ class ClassifierConfig:
     sample: float = option(1.0, "fraction of the training set to use, for quick experiments")
     test_sample: float = option(1.0, "fraction of the test set to evaluate on, for quick experiments")
     image_size: int | None = option(None, "resize folder/CSV images to this square size")
+    stream: str = option("auto", "folders and .csv lists: stream them from disk through DataLoader workers (always), "
+                         "decode them into memory (never), or auto: stream when the decoded set would take over a "
+                         "quarter of the free memory (RAM, and GPU memory on CUDA)", choices=("auto", "always", "never"))
+    workers: int = option(4, "DataLoader workers when streaming (0 = in the training process)")
     arch: str = option("cpunet", "net: " + ", ".join(CLASSIFIERS), choices=tuple(CLASSIFIERS))
     epochs: float = option(5.0, "epochs to train (fractions allowed: a fixed step budget)")
     batch_size: int = option(256, "global batch size (split over ranks)")
@@ -117,16 +122,14 @@ def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Opti
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.mom_max, nesterov=cfg.nesterov)
 
 
+def data_settings(cfg: ClassifierConfig) -> classifier_data.DataSettings:
+    return classifier_data.DataSettings(cfg.data, cfg.data_root, cfg.sample, cfg.test_sample, cfg.seed, cfg.image_size,
+                                        cfg.stream, cfg.workers, cfg.batch_size, cfg.channels_last)
+
+
 def load_data(cfg: ClassifierConfig) -> tuple:
-    train = sources.load(cfg.data, "train", cfg.data_root, cfg.sample, cfg.seed, cfg.image_size)
-    test = sources.load(cfg.data, "test", cfg.data_root, cfg.test_sample, cfg.seed, cfg.image_size)
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise UserError(f"train images are {tuple(train.images.shape[1:])} but test images are "
-                        f"{tuple(test.images.shape[1:])}; pass --image-size")
-    bad = train.labels[(train.labels < 0) | (train.labels >= len(train.classes))]
-    if bad.numel():
-        raise UserError(f"{train.source} has label {int(bad[0])}, outside 0..{len(train.classes) - 1}")
-    return train, test
+    """(train, test) ImageArrays in memory (lr-find and the benchmarks; run() goes through classifier_data.load)."""
+    return classifier_data.load_arrays(data_settings(cfg))
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
@@ -181,17 +184,15 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     saved = read_checkpoint(cfg, run_dir)
     if saved is not None and runs.read_status(run_dir).get("status") == "finished":
         return already_finished(info, run_dir, saved["state"]["step"])
-    train, test = load_data(cfg)
-    mean, std = channel_stats(train.images)
-    channels, size = train.images.shape[1], train.images.shape[2]
-    train_set = ResidentImages(train, info.device, mean, std, cfg.batch_size, info.rank, info.world_size, cfg.channels_last)
-    test_set = ResidentImages(test, info.device, mean, std, 1000, info.rank, info.world_size, cfg.channels_last)
+    data = classifier_data.load(data_settings(cfg), info, saved["meta"] if saved else None)
+    train_set, test_set = data.train, data.test
+    channels, size = data.shape[0], data.shape[1]
     augment = Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip)
 
-    model = CLASSIFIERS[cfg.arch](channels, len(train.classes))
+    model = CLASSIFIERS[cfg.arch](channels, len(data.classes))
     stem = model[0] if isinstance(model[0], nn.Conv2d) and model[0].kernel_size == (2, 2) else None
-    if stem is not None and cfg.whiten:
-        whiten_init_(stem, train_set.normalise(train_set.images[:5000]).float().contiguous().cpu())
+    if stem is not None and cfg.whiten and saved is None:  # a resume loads the stem's weights
+        whiten_init_(stem, train_set.normalise(data.whiten_images).float().contiguous().cpu())
     model = precision.to_memory_format(model.to(info.device), cfg.channels_last)
     optimizer = build_optimizer(cfg, model)
     scaler = precision.make_scaler(precision_name, info.device)
@@ -216,15 +217,20 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
         print_main(info, f"resumed {run_dir} at epoch {state['step'] // steps_per_epoch + 1}, step {state['step']} "
                          f"of {total_steps}")
     elif folder:
-        folder.write_config(to_dict(cfg), argv, {"device": str(info.device), "precision": precision_name})
+        environment = {"device": str(info.device), "precision": precision_name,
+                       "data": "streamed" if data.streamed else "resident"}
+        folder.write_config(to_dict(cfg), argv, environment)
         folder.truncate_log(0)  # lines of an earlier life that died before its first checkpoint
         folder.set_status("running", resumes=0)
-    meta = {"classes": train.classes, "mean": mean, "std": std, "channels": channels, "image_size": size}
+    meta = {"classes": data.classes, "mean": data.mean, "std": data.std, "channels": channels, "image_size": size}
 
     net = nn.parallel.DistributedDataParallel(model) if info.distributed else model
     net = precision.maybe_compile(net, cfg.compile)
-    print_main(info, f"training {cfg.arch} on {train.source} ({len(train)} images, {channels}x{size}x{size}) for "
-               f"{total_steps} steps, batch {cfg.batch_size} on {info.world_size} x {info.device.type}, {precision_name}")
+    workers = f"{cfg.workers} DataLoader worker{'s' if cfg.workers != 1 else ''}" if cfg.workers else "the training process"
+    where = f"streamed by {workers}" if data.streamed else f"resident on {info.device.type}"
+    print_main(info, f"training {cfg.arch} on {data.source} ({len(train_set)} images, {'x'.join(map(str, data.shape))}, "
+               f"{where}) for {total_steps} steps, batch {cfg.batch_size} on {info.world_size} x {info.device.type}, "
+               f"{precision_name}")
     started = time.time()
     result: dict = {}
     while state["step"] < total_steps:
@@ -283,7 +289,7 @@ def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScale
                         "(lower --lr, or use --precision bf16)")
 
 
-def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: ResidentImages,
+def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: Images,
               augment: Augment, state: dict, epoch: int, started: float, folder: runs.RunFolder | None) -> dict:
     precision_name = precision.resolve(cfg.precision, info.device)
     tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
@@ -314,7 +320,8 @@ def save(folder: runs.RunFolder | None, cfg: ClassifierConfig, model: nn.Module,
 
 
 def read_checkpoint(cfg: ClassifierConfig, run_dir: str) -> dict | None:
-    """The checkpoint --resume continues (None: a fresh start), its settings checked against `cfg`."""
+    """The checkpoint --resume continues (None: a fresh start), its settings checked against `cfg`. --stream and
+    --workers may change: both data paths make the same batches, and the checkpoint's mean and std are kept."""
     path = Path(run_dir) / "checkpoints" / "last.pt"
     if not path.exists():
         return None
@@ -322,7 +329,7 @@ def read_checkpoint(cfg: ClassifierConfig, run_dir: str) -> dict | None:
         raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
     saved = checkpoint.load(path)
     changed = differences(from_dict(ClassifierConfig, saved["config"]), cfg,
-                          ignore=("resume", "out", "quiet", "device"))
+                          ignore=("resume", "out", "quiet", "device", "stream", "workers"))
     if changed:
         raise UserError(f"--{changed[0].replace('_', '-')} differs from the run being resumed in {run_dir}; "
                         "resume with the same settings")

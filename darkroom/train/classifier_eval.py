@@ -1,4 +1,4 @@
-"""Classifier evaluation: loss and accuracy over a resident set, with flip or multi-view TTA, summed over ranks."""
+"""Classifier evaluation: loss and accuracy over a resident or streamed set, with flip or multi-view TTA, summed over ranks."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +7,7 @@ from torch import nn
 
 from darkroom import dist, precision
 from darkroom.data.resident import ResidentImages
+from darkroom.train.classifier_data import Images
 
 
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
@@ -31,7 +32,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, prec
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ResidentImages, device: torch.device, precision_name: str,
+def evaluate(model: nn.Module, data: Images, device: torch.device, precision_name: str,
              tta: str) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the whole set, ranks' shares summed."""
     was_training = model.training
@@ -48,7 +49,7 @@ def evaluate(model: nn.Module, data: ResidentImages, device: torch.device, preci
 
 
 @torch.no_grad()
-def confusion(model: nn.Module, data: ResidentImages, device: torch.device, precision_name: str, tta: str,
+def confusion(model: nn.Module, data: Images, device: torch.device, precision_name: str, tta: str,
               n_classes: int) -> torch.Tensor:
     """(n_classes, n_classes) counts, rows true class, columns predicted."""
     model.eval()
