@@ -1,9 +1,9 @@
 """`make bench`: the CPU benchmarks one after another (each its own process), then the table in benchmarks/README.md.
 
-    python -m benchmarks.run_cpu                         # classifier_cpu, gan_cpu, cyclegan_cpu, eval_cpu (those present)
+    python -m benchmarks.run_cpu                         # classifier_cpu, gan_cpu, cyclegan_cpu, eval_cpu, toy_cpu, demo_cpu
     python -m benchmarks.run_cpu --only gan_cpu          # one of them (each also runs alone: python -m benchmarks.gan_cpu)
     python -m benchmarks.run_cpu --quick                 # pass --quick on (code paths only; the README is left alone)
-The whole set is held to --minutes (60); a script still running when that runs out is stopped and reported.
+The whole set is held to --minutes (180; about 2.5 hours on 2 quiet cores); a script still running when that runs out is stopped and reported.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("classifier_cpu", "gan_cpu", "cyclegan_cpu", "eval_cpu")
+SCRIPTS = ("classifier_cpu", "gan_cpu", "cyclegan_cpu", "eval_cpu", "toy_cpu", "demo_cpu")
 
 
 def run_script(name: str, extra: list[str], seconds_left: float) -> tuple[str, float]:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SCRIPTS, help="run only these (repeatable)")
     parser.add_argument("--quick", action="store_true", help="pass --quick to each script; print the table only")
-    parser.add_argument("--minutes", type=float, default=60.0, help="time allowed for the whole set")
+    parser.add_argument("--minutes", type=float, default=180.0, help="time allowed for the whole set")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
     outcomes = []
