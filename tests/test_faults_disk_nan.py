@@ -81,6 +81,8 @@ def test_classifier_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path
                                     f"checkpoint in {run}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
     saved = checkpoint.load(run / "checkpoints" / "last.pt")
     assert saved["state"]["step"] == 1 and finite(saved["model"]) and finite(saved["optimizer"])
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and "non-finite at step 1" in status["error"]
 
 
 @pytest.fixture(scope="module")

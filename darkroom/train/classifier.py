@@ -233,41 +233,46 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
                f"{precision_name}")
     started = time.time()
     result: dict = {}
-    while state["step"] < total_steps:
-        epoch = state["step"] // steps_per_epoch
-        first = state["step"] - epoch * steps_per_epoch
-        if first == 0 or state["order"] is None:
-            state["order"] = train_set.epoch_order(data_generator)
-        last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-        bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
-        epoch_start = time.time()
-        net.train()
-        for step_in_epoch in bar:
-            lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
-            set_lr_momentum(optimizer, lr, momentum)
-            x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, augment, data_generator)
-            loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler, buffers)
-            if not stepped and cfg.on_nan == "stop":
-                stop_if_diverged(state["step"], precision_name, scaler, run_dir)
-            state["skipped"] += not stepped
-            if ema is not None:
-                ema.update(model)
-            if math.isfinite(loss):  # the epoch's mean train loss; checkpointed, so a resume averages every step
-                state["loss_sum"] += loss
-                state["loss_count"] += 1
-            state["step"] += 1
-            done_here = step_in_epoch + 1 - first
-            if not cfg.quiet and info.is_main and done_here % 5 == 0:
-                rate = done_here * cfg.batch_size / max(1e-9, time.time() - epoch_start)
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
-            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
+    try:
+        while state["step"] < total_steps:
+            epoch = state["step"] // steps_per_epoch
+            first = state["step"] - epoch * steps_per_epoch
+            if first == 0 or state["order"] is None:
+                state["order"] = train_set.epoch_order(data_generator)
+            last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
+            epoch_start = time.time()
+            net.train()
+            for step_in_epoch in bar:
+                lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
+                set_lr_momentum(optimizer, lr, momentum)
+                x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, augment, data_generator)
+                loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler, buffers)
+                if not stepped and cfg.on_nan == "stop":
+                    stop_if_diverged(state["step"], precision_name, scaler, run_dir)
+                state["skipped"] += not stepped
+                if ema is not None:
+                    ema.update(model)
+                if math.isfinite(loss):  # the epoch's mean train loss; checkpointed, so a resume averages every step
+                    state["loss_sum"] += loss
+                    state["loss_count"] += 1
+                state["step"] += 1
+                done_here = step_in_epoch + 1 - first
+                if not cfg.quiet and info.is_main and done_here % 5 == 0:
+                    rate = done_here * cfg.batch_size / max(1e-9, time.time() - epoch_start)
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
+                    save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
+            bar.close()
+            state["train_time"] += time.time() - epoch_start
+            if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
+                result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, state, epoch, started, folder)
+                state.update(order=None, loss_sum=0.0, loss_count=0)
                 save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
-        bar.close()
-        state["train_time"] += time.time() - epoch_start
-        if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
-            result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, state, epoch, started, folder)
-            state.update(order=None, loss_sum=0.0, loss_count=0)
-            save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
+    except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
+        if folder:
+            folder.set_status("failed", error=str(error), step=state["step"])
+        raise
     if folder:
         folder.set_status("finished", **{k: v for k, v in result.items() if isinstance(v, float)})
         print_main(info, f"report: {folder.close()}")
