@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import weakref
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class RunFolder:
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
         self._lock.flush()
+        _LOCKED.add(self)
         self.started = time.time()
         self._remove_dead_writers_temp_files()
 
@@ -184,6 +186,20 @@ def read_config(path: Path) -> dict:
     if not config_file.is_file():
         raise UserError(f"{path} is not a darkroom run folder (no config.json)")
     return json.loads(config_file.read_text())
+
+
+_LOCKED: "weakref.WeakSet[RunFolder]" = weakref.WeakSet()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (DataLoader workers), close the copies of the run folders' lock files: a worker that
+    outlives its killed parent for a few seconds must not keep the folder locked against the restart."""
+    for folder in list(_LOCKED):
+        if not folder._lock.closed:
+            folder._lock.close()  # closes this process's descriptor only; flock stays with the parent's
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -29,3 +29,27 @@ def test_taking_the_lock_removes_dead_writers_temp_files_only(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_forked_child_does_not_keep_the_lock_after_its_parent_is_killed(tmp_path):
+    """DataLoader workers are forked after the lock is taken and outlive a SIGKILLed trainer for a moment."""
+    script = (
+        "import multiprocessing, os, sys, time\n"
+        "from darkroom.runs import RunFolder\n"
+        "folder = RunFolder(sys.argv[1], 'gan')\n"
+        "child = multiprocessing.get_context('fork').Process(target=time.sleep, args=(60,))\n"
+        "child.start()\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait()
+        os.kill(child_pid, 0)  # the forked child is still alive ...
+        RunFolder(tmp_path, "gan").close()  # ... and the folder can be taken at once
+    finally:
+        try:
+            os.kill(child_pid, 9)
+        except ProcessLookupError:
+            pass
