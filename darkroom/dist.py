@@ -87,6 +87,13 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def finite_on_every_rank(value: torch.Tensor) -> bool:
+    """Whether `value` is finite on every rank: one decision for all (a rank that skipped a backward the others ran
+    would hang DDP's next all-reduce)."""
+    bad = (~torch.isfinite(value.detach())).any().float().reshape(1)
+    return float(all_reduce_sum(bad)) == 0.0
+
+
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Send a picklable object from `src` to every rank (used for run folder names chosen on rank 0)."""
     if not torch_dist.is_initialized():

@@ -135,12 +135,6 @@ def _requires_grad_(module: nn.Module, flag: bool) -> None:
         parameter.requires_grad_(flag)
 
 
-def _finite_on_every_rank(value: torch.Tensor) -> bool:
-    """One decision for all ranks (a rank that skipped a backward the others ran would hang DDP)."""
-    bad = (~torch.isfinite(value)).float().reshape(1)
-    return float(dist.all_reduce_sum(bad)) == 0.0
-
-
 def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
                device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
@@ -193,7 +187,7 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
     terms["g"] = loss_g
     images = {name: image.detach() for name, image in images.items()}
     if skip_non_finite:
-        if not _finite_on_every_rank((loss_g + terms["d_a"] + terms["d_b"]).detach()):
+        if not dist.finite_on_every_rank((loss_g + terms["d_a"] + terms["d_b"]).detach()):
             opt_g.zero_grad(set_to_none=True)
             pool_a.restore(pools_before[0])
             pool_b.restore(pools_before[1])

@@ -352,7 +352,7 @@ class Loop:
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             return stats if finite else {"skipped": torch.ones(())}
-        if self.cfg.on_nan == "skip" and not torch.isfinite(objective.detach()):
+        if self.cfg.on_nan == "skip" and not dist.finite_on_every_rank(objective):
             optimizer.zero_grad(set_to_none=True)
             return {"skipped": torch.ones(())}
         objective.backward(inputs=inputs)
