@@ -280,3 +280,24 @@ def test_unpaired_folders_missing(tmp_path):
     folders = UnpairedFolders(tmp_path)
     with pytest.raises(UserError, match="no testA/"):
         folders.paths("test", "A")
+
+
+@pytest.mark.parametrize("train_sample, test_sample", [(0.3, 1.0), (1.0, 0.5), (0.5, 0.2)])
+def test_csv_and_folder_splits_never_share_an_image_whatever_the_samples(tmp_path, train_sample, test_sample):
+    """The hold-out is cut from every listed image before --sample / --test-sample thin each split."""
+    from darkroom.data import sources
+    from darkroom.train.classifier_data import list_split
+
+    for i in range(25):  # pixel value i names the image
+        _solid(tmp_path / "set" / f"c{i % 2}" / f"{i}.png", i, mode="L")
+    (tmp_path / "list.csv").write_text("".join(f"set/c{i % 2}/{i}.png,c{i % 2}\n" for i in range(25)))
+    for spec in (str(tmp_path / "list.csv"), str(tmp_path / "set")):
+        train = sources.load(spec, "train", sample=train_sample, seed=1)
+        test = sources.load(spec, "test", sample=test_sample, seed=1)
+        train_ids, test_ids = set(train.images[:, 0, 0, 0].tolist()), set(test.images[:, 0, 0, 0].tolist())
+        assert not train_ids & test_ids, spec
+        n_test = round(25 * 0.1)  # 2 (round half to even)
+        assert len(train) == max(1, round((25 - n_test) * train_sample)) and len(test) == max(1, round(n_test * test_sample))
+        for split, arrays in (("train", train), ("test", test)):  # the streaming path lists the same images
+            files = list_split(spec, split, train_sample if split == "train" else test_sample, 1)
+            assert sorted(int(Path(path).stem) for path in files.paths) == sorted(arrays.images[:, 0, 0, 0].tolist())

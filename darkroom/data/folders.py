@@ -108,17 +108,13 @@ def _parse_labels(rows: list[tuple[int, list[str]]]) -> tuple[list[int], list[st
     return [index[name] for name in names], classes
 
 
-def load_csv_list(csv_path: str | os.PathLike, root: str | os.PathLike | None = None, sample: float = 1.0,
-                  seed: int = 0, size: int | None = None, channels: int | None = None) -> ImageArrays:
-    """A CSV of `relative_path,label` rows (header optional) -> uint8 (N, C, H, W) with int64 labels.
-
-    Paths are relative to `root` (default: the CSV's folder). A one-column CSV gives labels -1 (unlabelled,
-    as a GAN reads it). `sample` < 1 keeps a seeded random fraction of the rows, in file order.
-    """
+def read_csv_list(csv_path: str | os.PathLike, root: str | os.PathLike | None = None
+                  ) -> tuple[list[Path], list[int], list[str]]:
+    """The rows of a CSV of `relative_path,label` (header optional), checked, without decoding an image:
+    (paths, labels, classes). Paths are relative to `root` (default: the CSV's folder); a one-column CSV gives
+    labels -1 (unlabelled, as a GAN reads it)."""
     csv_path = Path(csv_path)
     root = Path(root) if root is not None else csv_path.parent
-    if not 0.0 < sample <= 1.0:
-        raise UserError(f"sample fraction must be in (0, 1], not {sample}")
     rows = _read_rows(csv_path)
     if rows and _is_header(rows[0][1], root):
         rows = rows[1:]
@@ -129,16 +125,27 @@ def load_csv_list(csv_path: str | os.PathLike, root: str | os.PathLike | None = 
         if len(fields) != width or not all(fields):
             expected = "path,label" if width == 2 else "path"
             raise UserError(f"{shown(csv_path)} line {line} has a missing or extra field (expected {expected}, got {','.join(fields)!r})")
-    if sample < 1.0:
-        keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max(1, round(len(rows) * sample))]
-        rows = [rows[i] for i in sorted(keep.tolist())]
     paths = [root / fields[0] for _, fields in rows]
     for (line, fields), path in zip(rows, paths):
         if not path.is_file():
             raise UserError(f"{shown(csv_path)} line {line} names {fields[0]!r}, which is not a file under {shown(root)}")
     labels, classes = _parse_labels(rows) if width == 2 else ([-1] * len(rows), [])
+    return paths, labels, classes
+
+
+def load_csv_list(csv_path: str | os.PathLike, root: str | os.PathLike | None = None, sample: float = 1.0,
+                  seed: int = 0, size: int | None = None, channels: int | None = None) -> ImageArrays:
+    """read_csv_list's rows decoded -> uint8 (N, C, H, W) with int64 labels. `sample` < 1 keeps a seeded random
+    fraction of the rows, in file order."""
+    if not 0.0 < sample <= 1.0:
+        raise UserError(f"sample fraction must be in (0, 1], not {sample}")
+    paths, labels, classes = read_csv_list(csv_path, root)
+    if sample < 1.0:
+        keep = sorted(torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[
+            :max(1, round(len(paths) * sample))].tolist())
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     images = decode_files(paths, channels, size)
-    return ImageArrays(images, torch.tensor(labels, dtype=torch.int64), classes, shown(csv_path))
+    return ImageArrays(images, torch.tensor(labels, dtype=torch.int64), classes, shown(Path(csv_path)))
 
 
 class UnpairedFolders:

@@ -36,11 +36,21 @@ def keep_classes(arrays: ImageArrays, wanted: list[str]) -> ImageArrays:
     return ImageArrays(arrays.images[index], relabel, list(wanted), arrays.source)
 
 
-def holdout_split(arrays: ImageArrays, split: str, fraction: float, seed: int) -> ImageArrays:
-    """A seeded split of one folder into train and held-out test images (same split every call)."""
-    order = torch.randperm(len(arrays), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(arrays) * fraction)))
-    return arrays.subset(order[:n_test] if split == "test" else order[n_test:])
+def split_indices(n: int, split: str, holdout: float | None, sample: float, seed: int) -> list[int]:
+    """Which of n listed images `split` holds. With `holdout`, a seeded share of all n is held out as the test split
+    first, so train and test never share an image whatever the two sample fractions; then a seeded `sample`
+    fraction of the split is kept. Without `holdout` (a folder's own train/ or test/ part) only the sample."""
+    if not 0.0 < sample <= 1.0:
+        raise UserError(f"sample fraction must be in (0, 1], not {sample}")
+    if holdout is None and sample == 1.0:
+        return list(range(n))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if holdout is not None:
+        n_test = max(1, int(round(n * holdout)))
+        order = order[:n_test] if split == "test" else order[n_test:]
+    if sample < 1.0:
+        order = order[:max(1, round(len(order) * sample))]
+    return order.tolist()
 
 
 def load(spec: str, split: str, root: str | None = None, sample: float = 1.0, seed: int = 0,
@@ -68,17 +78,18 @@ def load(spec: str, split: str, root: str | None = None, sample: float = 1.0, se
 
 def _load_path(path: Path, split: str, sample: float, seed: int, size: int | None, channels: int | None,
                holdout: float) -> ImageArrays:
-    from darkroom.data.folders import load_csv_list, load_image_folder
+    from darkroom.data.folders import decode_files, load_image_folder, read_csv_list, shown
 
     if not path.exists():
         raise UserError(f"data path {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        arrays = load_csv_list(path, root=None, sample=sample, seed=seed, size=size, channels=channels)
-        return holdout_split(arrays, split, holdout, seed)
+    if path.suffix.lower() == ".csv":  # listed first, so only the images of the split and sample are decoded
+        paths, labels, classes = read_csv_list(path)
+        keep = split_indices(len(paths), split, holdout, sample, seed)
+        images = decode_files([paths[i] for i in keep], channels, size)
+        return ImageArrays(images, torch.tensor([labels[i] for i in keep], dtype=torch.int64), classes, shown(path))
     if not path.is_dir():
         raise UserError(f"data path {path} is neither a folder nor a .csv file")
-    for name in ((split,) if split == "train" else ("test", "val", "valid")):
-        if (path / name).is_dir():
-            return load_image_folder(path / name, channels=channels, size=size)
-    arrays = load_image_folder(path, channels=channels, size=size)
-    return holdout_split(arrays, split, holdout, seed)
+    part = next((path / name for name in ((split,) if split == "train" else ("test", "val", "valid"))
+                 if (path / name).is_dir()), None)
+    arrays = load_image_folder(part or path, channels=channels, size=size)
+    return arrays.subset(torch.tensor(split_indices(len(arrays), split, None if part else holdout, sample, seed)))

@@ -135,27 +135,22 @@ class LabelledFiles:
 
 def list_split(spec: str, split: str, sample: float, seed: int) -> LabelledFiles:
     """sources.load's choice of files for a folder or .csv spec: a train/ and test/ (val/, valid/) part, else a
-    seeded hold-out of HOLDOUT (sources.holdout_split's permutation, so both paths hold out the same files)."""
+    seeded hold-out of HOLDOUT; then the seeded `sample` (sources.split_indices, so both paths pick the same files)."""
     path = Path(spec.removeprefix("folder:").removeprefix("csv:"))
     if not path.exists():
         raise UserError(f"data path {path} does not exist")
     if path.suffix.lower() == ".csv":
-        files = _holdout(list_csv(path, sample, seed), split, seed)
+        files, holdout = list_csv(path), HOLDOUT
     elif not path.is_dir():
         raise UserError(f"data path {path} is neither a folder nor a .csv file")
     else:
         parts = [path / part for part in ((split,) if split == "train" else ("test", "val", "valid"))]
         part = next((part for part in parts if part.is_dir()), None)
-        files = list_class_folder(part) if part else _holdout(list_class_folder(path), split, seed)
+        files, holdout = list_class_folder(part or path), None if part else HOLDOUT
+    files = files.subset(sources.split_indices(len(files), split, holdout, sample, seed))
     if len(files) == 0:
         raise UserError(f"{spec} {split} holds no images")
     return files
-
-
-def _holdout(files: LabelledFiles, split: str, seed: int) -> LabelledFiles:
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(files) * HOLDOUT)))
-    return files.subset((order[:n_test] if split == "test" else order[n_test:]).tolist())
 
 
 def list_class_folder(root: Path) -> LabelledFiles:
@@ -174,28 +169,12 @@ def list_class_folder(root: Path) -> LabelledFiles:
     return LabelledFiles(paths, labels, classes, shown(root))
 
 
-def list_csv(csv_path: Path, sample: float, seed: int) -> LabelledFiles:
-    """folders.load_csv_list's rows (header optional, paths relative to the CSV's folder, a seeded `sample`)."""
-    if not 0.0 < sample <= 1.0:
-        raise UserError(f"sample fraction must be in (0, 1], not {sample}")
-    rows = folders._read_rows(csv_path)
-    if rows and folders._is_header(rows[0][1], csv_path.parent):
-        rows = rows[1:]
-    if not rows:
-        raise UserError(f"CSV file {shown(csv_path)} lists no images")
-    for line, fields in rows:
-        if len(fields) != 2 or not all(fields):
-            raise UserError(f"{shown(csv_path)} line {line} has a missing or extra field (expected path,label, "
-                            f"got {','.join(fields)!r}); a classifier needs a label on every row")
-    if sample < 1.0:
-        keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max(1, round(len(rows) * sample))]
-        rows = [rows[i] for i in sorted(keep.tolist())]
-    paths = [csv_path.parent / fields[0] for _, fields in rows]
-    for (line, fields), path in zip(rows, paths):
-        if not path.is_file():
-            raise UserError(f"{shown(csv_path)} line {line} names {fields[0]!r}, which is not a file under "
-                            f"{shown(csv_path.parent)}")
-    labels, classes = folders._parse_labels(rows)
+def list_csv(csv_path: Path) -> LabelledFiles:
+    """folders.read_csv_list's rows; a classifier needs a label on every row."""
+    paths, labels, classes = folders.read_csv_list(csv_path)
+    if labels and labels[0] < 0:
+        raise UserError(f"{shown(csv_path)} has no label column (expected path,label); a classifier needs a label on "
+                        "every row")
     return LabelledFiles(paths, labels, classes, shown(csv_path))
 
 
