@@ -4,7 +4,7 @@ any), and the wall time of each run, trained through the CLI (`darkroom train ga
 
     python -m benchmarks.toy_cpu                  # 2 sets x 2 losses x 3 seeds (about 10 minutes on 2 quiet cores)
     python -m benchmarks.toy_cpu --quick          # tiny settings: checks the code paths, numbers mean nothing
-Both losses get the preset's generator iterations (1,400; WGAN-GP's toy experiments compare at equal generator
+Both losses get the preset's generator iterations (1,200; WGAN-GP's toy experiments compare at equal generator
 iterations) and nets; the plain GAN is the non-saturating BCE loss (`--loss dcgan`) with its paper's Adam betas
 (0.5, 0.999), one discriminator step per generator step. Each run's counts are those it logged at its last
 iteration (1,000 samples from fixed noise). Writes toy_cpu.json (toy_cpu-quick.json) to $OUT or benchmarks/results/.
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{summary['dcgan']['high_quality_mean']:.3f}; slowest run "
                      f"{max(s['seconds_max'] for s in summary.values()):.0f} s (target < {TARGET_SECONDS:.0f} s)"))
     settings = {"preset": "toy", "sets": list(SETS), "losses": {k: v or "preset" for k, v in LOSSES.items()},
-                "seeds": seeds, "iterations": iterations or "preset (1400)", "target_seconds_per_run": TARGET_SECONDS}
+                "seeds": seeds, "iterations": iterations or "preset (1200)", "target_seconds_per_run": TARGET_SECONDS}
     path = common.write_result("toy_cpu-quick" if args.quick else "toy_cpu", settings, runs, rows=rows, device="cpu")
     print(f"wrote {path}")
     return 0
