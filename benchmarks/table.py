@@ -34,13 +34,26 @@ def load_rows(paths: list[Path]) -> list[dict]:
             continue
         found = record.get("rows") or [_fallback_row(record)]
         for row in found:
-            rows.append({**row, "device": record.get("device", "?"), "date": record.get("date", "?"),
-                         "commit": record.get("commit"), "dirty": record.get("dirty"), "source": Path(path).name})
+            device = record.get("device") or (f"{record['cpu']} ({record['cpu_count']} cores, {record['torch_threads']} "
+                                              f"torch threads)" if "cpu" in record else "?")
+            rows.append({**row, "device": device, "date": record.get("date", "?"),
+                         "commit": record.get("commit") or record.get("git_commit"), "dirty": record.get("dirty"),
+                         "source": Path(path).name})
     return rows
 
 
 def _fallback_row(record: dict) -> dict:
     """A file written without rows: its name, and darkroom/baseline/ratio from its figures when they are numbers."""
+    if "agreement" in record and "references" in record:  # eval_cpu.json: darkroom's metrics vs the reference code
+        seconds = record["darkroom"]["seconds"]["total"]
+        reference = sum(part["seconds"] for part in record["references"].values())
+        agree = ", ".join(f"{name} {'agrees' if check['ok'] else 'DIFFERS'}" for name, check in record["agreement"].items())
+        settings = record.get("settings", {})
+        return {"comparison": f"evaluation: FID+KID+P/R/D/C, {settings.get('n_real', '?')} vs {settings.get('n_fake', '?')} "
+                              f"features of {settings.get('dim', '?')} (CPU)",
+                "darkroom": seconds, "baseline": reference, "baseline_name": "torch-fidelity + prdc on the same features",
+                "unit": "s", "ratio": seconds / reference, "target": "< 60 s", "met": seconds < 60.0,
+                "note": f"{agree} (torch-fidelity FID/KID, prdc P/R/D/C)"}
     figures = record.get("figures", {})
     pick = {key: figures.get(key) if not isinstance(figures.get(key), (dict, list)) else None
             for key in ("darkroom", "baseline", "ratio", "target")}
