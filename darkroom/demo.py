@@ -1,8 +1,8 @@
 """darkroom demo: the main job on Fashion-MNIST: a classifier, a WGAN-GP and a sneaker <-> ankle-boot CycleGAN,
 each at a CPU-sized budget (larger on a GPU), judged by the demo's own classifier, on one index page.
 
-    darkroom demo            # about 12 minutes on 2 CPU cores
-    darkroom demo --quick    # a first look in under 3 minutes
+    darkroom demo            # 12 minutes on 2 CPU cores (693 s measured, benchmarks/results/demo_cpu.json)
+    darkroom demo --quick    # a first look in under 3 minutes (131 s measured)
 """
 from __future__ import annotations
 
