@@ -53,8 +53,9 @@ def _subfolders(root: Path) -> list[Path]:
                   key=lambda path: os.fsencode(path.name))
 
 
-def load_image_folder(root: str | os.PathLike, channels: int | None = None, size: int | None = None) -> ImageArrays:
-    """A folder with one subfolder per class (class names sorted) -> uint8 (N, C, H, W) with int64 labels."""
+def read_image_folder(root: str | os.PathLike) -> tuple[list[Path], list[int], list[str]]:
+    """The files of a folder with one subfolder per class (class names sorted), checked, without decoding an image:
+    (paths, labels, classes)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder {shown(root)} does not exist or is not a folder")
@@ -69,9 +70,15 @@ def load_image_folder(root: str | os.PathLike, channels: int | None = None, size
             raise UserError(f"class folder {shown(class_dir)} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         paths += found
         labels += [index] * len(found)
-    images = decode_files(paths, channels, size)
     classes = [os.fsencode(path.name).decode("utf-8", "replace") for path in class_dirs]
-    return ImageArrays(images, torch.tensor(labels, dtype=torch.int64), classes, shown(root))
+    return paths, labels, classes
+
+
+def load_image_folder(root: str | os.PathLike, channels: int | None = None, size: int | None = None) -> ImageArrays:
+    """read_image_folder's files decoded -> uint8 (N, C, H, W) with int64 labels."""
+    paths, labels, classes = read_image_folder(root)
+    images = decode_files(paths, channels, size)
+    return ImageArrays(images, torch.tensor(labels, dtype=torch.int64), classes, shown(Path(root)))
 
 
 def _read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:

@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from darkroom import dist
 from darkroom.data import folders, sources
 from darkroom.data.arrays import ImageArrays
-from darkroom.data.images import (IMAGE_EXTENSIONS, BadImage, center_crop, list_images, open_image, resize_shorter, shown,
-                                   to_uint8_tensor)
+from darkroom.data.images import BadImage, center_crop, open_image, resize_shorter, shown, to_uint8_tensor
 from darkroom.data.loaders import make_loader
 from darkroom.data.resident import Augment, ResidentImages, _crop_at, channel_stats
 from darkroom.errors import UserError
@@ -154,19 +153,8 @@ def list_split(spec: str, split: str, sample: float, seed: int) -> LabelledFiles
 
 
 def list_class_folder(root: Path) -> LabelledFiles:
-    """folders.load_image_folder's files and labels: one subfolder per class, class names sorted."""
-    class_dirs = folders._subfolders(root)
-    if not class_dirs:
-        raise UserError(f"image folder {shown(root)} has no class subfolders (expected one subfolder per class)")
-    paths, labels = [], []
-    for index, class_dir in enumerate(class_dirs):
-        found = list_images(class_dir)
-        if not found:
-            raise UserError(f"class folder {shown(class_dir)} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        paths += found
-        labels += [index] * len(found)
-    classes = [os.fsencode(path.name).decode("utf-8", "replace") for path in class_dirs]
-    return LabelledFiles(paths, labels, classes, shown(root))
+    """folders.read_image_folder's files and labels: one subfolder per class, class names sorted."""
+    return LabelledFiles(*folders.read_image_folder(root), shown(root))
 
 
 def list_csv(csv_path: Path) -> LabelledFiles:
