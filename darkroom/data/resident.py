@@ -36,6 +36,30 @@ class Augment:
     flip: bool = True  # random horizontal flip; off where a flip changes the label (digits, text)
     alternating_flip: bool = False  # airbench: flip exactly the samples not flipped last epoch
 
+    def draw(self, global_index: torch.Tensor, epoch: int, generator: torch.Generator,
+             flip_bits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(crop offsets (2, B), flips (B,)) for the global batch `global_index`, drawn the same on every rank;
+        flip_bits: the set's fixed per-image bits (alternating_flip_bits), used when alternating_flip is on."""
+        b = global_index.shape[0]
+        crop_offsets = torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator, device=generator.device)
+        flips = torch.rand(b, generator=generator, device=generator.device) < 0.5
+        if self.alternating_flip:
+            flips = (flip_bits.to(global_index.device)[global_index] ^ bool(epoch % 2)).to(flips.device)
+        return crop_offsets, flips
+
+    def apply(self, x: torch.Tensor, crop_offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """Crop and flip x (b, C, H, W) float, a rank's share of the batch, by its share of `draw`'s figures."""
+        if self.pad > 0:
+            x = _crop_at(x, self.pad, crop_offsets.to(x.device))
+        if self.flip:
+            x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(3), x)
+        return x
+
+
+def alternating_flip_bits(n: int) -> torch.Tensor:
+    """Each image's fixed flip bit of airbench's alternating flip (seeded, so every rank and resume agree)."""
+    return torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
+
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Reflection-pad by `pad`, then crop each image at its own random offset. x: (B, C, H, W) float."""
@@ -81,20 +105,12 @@ class ResidentImages:
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of the epoch whose permutation is `order`; augmentation drawn for the global batch."""
         global_index = order[step * self.batch_size:(step + 1) * self.batch_size]
-        b = global_index.shape[0]
-        crop_offsets = torch.randint(0, 2 * augment.pad + 1, (2, b), generator=generator, device=generator.device)
-        flips = torch.rand(b, generator=generator, device=generator.device) < 0.5
-        if augment.alternating_flip:
-            if self.flip_bits is None:
-                self.flip_bits = torch.rand(len(self), generator=torch.Generator().manual_seed(0)) < 0.5
-            flips = (self.flip_bits.to(self.device)[global_index] ^ bool(epoch % 2)).to(flips.device)
+        if augment.alternating_flip and self.flip_bits is None:
+            self.flip_bits = alternating_flip_bits(len(self))
+        crop_offsets, flips = augment.draw(global_index, epoch, generator, self.flip_bits)
         mine = self._rank_slice(global_index)
         x = self.images[global_index[mine]].float()
-        x = (x - self.mean) / self.std
-        if augment.pad > 0:
-            x = _crop_at(x, augment.pad, crop_offsets[:, mine].to(self.device))
-        if augment.flip:
-            x = torch.where(flips[mine].to(self.device)[:, None, None, None], x.flip(3), x)
+        x = augment.apply((x - self.mean) / self.std, crop_offsets[:, mine], flips[mine])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[global_index[mine]]

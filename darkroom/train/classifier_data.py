@@ -21,7 +21,7 @@ from darkroom.data import folders, sources
 from darkroom.data.arrays import ImageArrays
 from darkroom.data.images import BadImage, center_crop, open_image, resize_shorter, shown, to_uint8_tensor
 from darkroom.data.loaders import make_loader
-from darkroom.data.resident import Augment, ResidentImages, _crop_at, channel_stats
+from darkroom.data.resident import Augment, ResidentImages, alternating_flip_bits, channel_stats
 from darkroom.errors import UserError
 
 HOLDOUT = 0.1  # sources.load's test fraction of a folder or list without a test/ or val/ part
@@ -245,20 +245,13 @@ class StreamedImages:
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of the epoch whose permutation is `order` (ResidentImages.train_batch, draw for draw)."""
         global_index = order[step * self.batch_size:(step + 1) * self.batch_size]
-        b = global_index.shape[0]
-        crop_offsets = torch.randint(0, 2 * augment.pad + 1, (2, b), generator=generator, device=generator.device)
-        flips = torch.rand(b, generator=generator, device=generator.device) < 0.5
-        if augment.alternating_flip:
-            if self.flip_bits is None:
-                self.flip_bits = torch.rand(len(self), generator=torch.Generator().manual_seed(0)) < 0.5
-            flips = (self.flip_bits.to(self.device)[global_index] ^ bool(epoch % 2)).to(flips.device)
+        if augment.alternating_flip and self.flip_bits is None:
+            self.flip_bits = alternating_flip_bits(len(self))
+        crop_offsets, flips = augment.draw(global_index, epoch, generator, self.flip_bits)
         mine = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
         images, labels = self._next_batch(order, step)
         x = (images.to(self.device, non_blocking=True).float() - self.mean) / self.std
-        if augment.pad > 0:
-            x = _crop_at(x, augment.pad, crop_offsets[:, mine].to(self.device))
-        if augment.flip:
-            x = torch.where(flips[mine].to(self.device)[:, None, None, None], x.flip(3), x)
+        x = augment.apply(x, crop_offsets[:, mine], flips[mine])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels.to(self.device, non_blocking=True)
