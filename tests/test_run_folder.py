@@ -36,9 +36,15 @@ def test_a_forked_child_does_not_keep_the_lock_after_its_parent_is_killed(tmp_pa
     script = (
         "import multiprocessing, os, sys, time\n"
         "from darkroom.runs import RunFolder\n"
+        "def hold(running):\n"
+        "    running.set()  # the fork hooks have run by now\n"
+        "    time.sleep(60)\n"
         "folder = RunFolder(sys.argv[1], 'gan')\n"
-        "child = multiprocessing.get_context('fork').Process(target=time.sleep, args=(60,))\n"
+        "fork = multiprocessing.get_context('fork')\n"
+        "running = fork.Event()\n"
+        "child = fork.Process(target=hold, args=(running,))\n"
         "child.start()\n"
+        "running.wait(30)\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
