@@ -90,9 +90,9 @@ PRESETS: dict[str, dict] = {
     "reference": dict(load_size=286, crop_size=256, generator="resnet_9blocks", ngf=64, ndf=64, batch_size=1,
                       epochs=100.0, epochs_decay=100.0),
     # sneaker <-> ankle boot in a few minutes on 2 CPU cores (see benchmarks/cyclegan_cpu.py)
-    "fashion-mnist-shoes": dict(data="fashion-mnist:sneaker,ankle-boot", load_size=32, crop_size=32,
-                                generator="resnet_6blocks", ngf=32, ndf=32, batch_size=8, epochs=0.45,
-                                epochs_decay=0.3, workers=0, log_every=50, sample_every=100, checkpoint_every=100),
+    "fashion-mnist-shoes": dict(data="fashion-mnist:sneaker,ankle-boot", load_size=28, crop_size=28,
+                                generator="resnet_6blocks", ngf=32, ndf=32, batch_size=8, epochs=0.55,
+                                epochs_decay=0.45, workers=0, log_every=50, sample_every=100, checkpoint_every=100),
     # the GPU benchmark's settings: reference nets at 256 px, batch 4, bf16, channels_last
     "gpu-256": dict(load_size=286, crop_size=256, generator="resnet_9blocks", ngf=64, ndf=64, batch_size=4,
                     precision="bf16", channels_last=True, workers=8, epochs=100.0, epochs_decay=100.0),
