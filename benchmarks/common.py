@@ -12,6 +12,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -242,6 +243,27 @@ def peak_memory_bytes(device: object) -> tuple[int, str]:
     if str(device).startswith("cuda"):
         return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated since reset"
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process peak RSS (never reset)"
+
+
+def step_peak_rss(step: Callable[[], object], steps: int = 3) -> dict:
+    """Peak resident memory of `steps` calls of `step` above the RSS before them (Linux /proc; printed by the
+    memory probes, each in a fresh process so one side's allocator state cannot hide the other's)."""
+    with open("/proc/self/statm") as handle:
+        before = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+    for _ in range(steps):
+        step()
+    peak = next((int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                 if line.startswith("VmHWM:")), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"baseline_rss": before, "peak_rss": peak, "step_peak_bytes": peak - before}
+
+
+def run_memory_probe(module: str, probe_args: list[str], threads: int) -> dict:
+    """`python -m module --memory-probe ...` in a fresh process; its last stdout line parsed, or the error."""
+    command = [sys.executable, "-m", module, "--memory-probe", *probe_args, "--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {"error": result.stderr[-500:]}
 
 
 class Budget:

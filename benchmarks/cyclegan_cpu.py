@@ -28,7 +28,6 @@ from torch import nn
 
 from benchmarks import common
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
-from darkroom.train import cyclegan
 from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
 
 CPU = torch.device("cpu")
@@ -185,38 +184,16 @@ def speed(args: argparse.Namespace) -> dict:
             for name, runs in values.items()}
 
 
-def current_rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def memory_probe(args: argparse.Namespace) -> None:
     """In a fresh process: peak RSS during 3 iterations above the RSS once nets and batches exist (printed as JSON)."""
     side = ReferenceSide(args) if args.memory_probe == "reference" else DarkroomSide(args, args.memory_probe == "darkroom-lean")
-    before = current_rss()
-    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-    for _ in range(3):
-        side.step()
-    peak = peak_rss()
-    print(json.dumps({"baseline_rss": before, "peak_rss": peak, "step_peak_bytes": peak - before}))
-
-
-def peak_rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(common.step_peak_rss(side.step)))
 
 
 def memory(args: argparse.Namespace) -> dict:
-    out = {}
-    for side in ("darkroom", "reference", "darkroom-lean"):
-        command = [sys.executable, "-m", "benchmarks.cyclegan_cpu", "--memory-probe", side, "--size", str(args.size),
-                   "--batch-size", str(args.batch_size), "--ngf", str(args.ngf), "--threads", str(args.threads)]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO, timeout=900,
-                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-        out[side] = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {"error": result.stderr[-500:]}
-    return out
+    return {side: common.run_memory_probe("benchmarks.cyclegan_cpu", [side, "--size", str(args.size), "--batch-size",
+                                          str(args.batch_size), "--ngf", str(args.ngf)], args.threads)
+            for side in ("darkroom", "reference", "darkroom-lean")}
 
 
 # -- quality -------------------------------------------------------------------------------------------

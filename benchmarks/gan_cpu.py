@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -217,26 +216,15 @@ def memory_probe(args: argparse.Namespace) -> None:
     side_name, setting = args.memory_probe
     cfg = config(setting, args.quick)
     side = DarkroomSide(cfg) if side_name == "darkroom" else ReferenceSide(cfg, 0)
-    with open("/proc/self/statm") as handle:
-        before = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-    for _ in range(3):
-        side.step()
-    peak = next((int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
-                 if line.startswith("VmHWM:")), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(json.dumps({"baseline_rss": before, "peak_rss": peak, "step_peak_bytes": peak - before}))
+    print(json.dumps(common.step_peak_rss(side.step)))
 
 
 def memory(args: argparse.Namespace) -> dict:
     out: dict = {}
     for setting in args.setting or list(SETTINGS):
         for side in ("darkroom", "reference"):
-            command = [sys.executable, "-m", "benchmarks.gan_cpu", "--memory-probe", side, setting,
-                       "--threads", str(args.threads), *(["--quick"] if args.quick else [])]
-            result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO, timeout=900,
-                                    env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-            out.setdefault(setting, {})[side] = (json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0
-                                                 else {"error": result.stderr[-500:]})
+            out.setdefault(setting, {})[side] = common.run_memory_probe(
+                "benchmarks.gan_cpu", [side, setting, *(["--quick"] if args.quick else [])], args.threads)
     return out
 
 
