@@ -38,9 +38,9 @@ def kill_after_first_checkpoint(args: list[str], run_dir: Path) -> None:
 
 @pytest.mark.slow
 @needs_fashion
-@pytest.mark.parametrize("loss", ["wgan-gp", "wgan"])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path, loss):
-    args = ARGS + ["--loss", loss, "--iterations", "12", "--warmup-critic", "off"]
+@pytest.mark.parametrize("loss, extra", [("wgan-gp", []), ("wgan", []), ("wgan-gp", ["--lr-decay", "linear"])])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, loss, extra):
+    args = ARGS + ["--loss", loss, "--iterations", "12", "--warmup-critic", "off", *extra]
     straight = run_cli(args + ["--out", str(tmp_path / "straight")], env=ENV)
     assert straight.returncode == 0, straight.stderr[-2000:]
 

@@ -307,3 +307,21 @@ def test_fp16_loss_scaling_skips_overflowing_steps_and_recovers(tmp_path, capsys
     lines = metrics(run)
     assert lines[-1]["skipped_steps"] >= 1
     assert all(math.isfinite(line["gp"]) for line in lines)
+
+
+def test_linear_lr_decay_reaches_zero_and_follows_the_current_iterations(tmp_path, capsys):
+    """--lr-decay linear: iteration i (0-based) of N trains at lr * (1 - i / N) in both optimizers; a finished run
+    resumed with more --iterations decays over the new count from where it stands (exact resume after a kill,
+    decay included: test_gan_resume.py)."""
+    data = image_folder(tmp_path / "images")
+    args = ("--data", str(data), "--image-size", "16", "--lr", "0.004", "--lr-decay", "linear", "--iterations")
+    code, run = train(tmp_path, *args, "4")
+    assert code == 0, capsys.readouterr().err
+    assert [line["lr"] for line in metrics(run)] == pytest.approx([0.004, 0.003, 0.002, 0.001])
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert [group["lr"] for name in ("opt_g", "opt_d") for group in saved[name]["param_groups"]] == pytest.approx([0.001] * 2)
+
+    code, run = train(tmp_path, *args, "2", name="grown")
+    assert code == 0
+    code, run = train(tmp_path, *args, "4", "--resume", name="grown")
+    assert code == 0 and [line["lr"] for line in metrics(run)] == pytest.approx([0.004, 0.002, 0.002, 0.001])
