@@ -316,9 +316,9 @@ def main(argv: list[str] | None = None) -> None:
                 "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "
                            "test sneakers and ankle boots (never seen in training or selection)"}
     load = os.getloadavg()
-    notes = (f"Shared, noisy 2-core machine: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} when written; other "
-             "engineers' jobs ran at the same time, so wall-clock numbers are pessimistic and CPU seconds per iteration "
-             "are given beside them.")
+    notes = (f"Load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (1/5/15 min) when written on {common.usable_cores()} "
+             "cores: above the core count, other jobs shared the machine and wall-clock numbers are pessimistic; CPU "
+             "seconds per iteration are given beside them.")
     path = common.write_result("cyclegan_cpu" + ("-quick" if args.quick else ""), settings, figures, rows=rows, notes=notes,
                                device="cpu")
     print(f"wrote {path}")

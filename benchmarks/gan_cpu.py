@@ -234,7 +234,8 @@ def memory(args: argparse.Namespace) -> dict:
 def train_run(args: argparse.Namespace, loss: str, work: Path, minutes: float | None) -> tuple[Path, dict]:
     """The fashion-mnist-cpu preset through the CLI; with `minutes`, a time budget instead of its iterations."""
     run = work / f"fashion-mnist-cpu-{loss}"
-    extra = ["--iterations", "1000000", "--max-minutes", f"{minutes:.4f}"] if minutes else []
+    # a time budget has no last iteration for a linear decay to reach 0 at: constant lr there
+    extra = ["--iterations", "1000000", "--max-minutes", f"{minutes:.4f}", "--lr-decay", "none"] if minutes else []
     extra += PAPER_OPTIMIZERS[loss]
     if args.quick:
         extra += ["--ngf", "4", "--ndf", "4", "--nz", "8", "--sample", "0.02"] + ([] if minutes else ["--iterations", "3"])
@@ -276,7 +277,7 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
         grid = sorted((run / "samples").glob("iter_*.png"))[-1]
         kept = common.results_dir() / f"gan_cpu_{loss}{'-quick' if args.quick else ''}.png"
         shutil.copyfile(grid, kept)
-        out[loss] = {"training": training,
+        out[loss] = {"training": training, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                      "grid": str(kept.relative_to(common.REPO)) if kept.is_relative_to(common.REPO) else str(kept),
                      "darkroom_eval": darkroom_eval(run, args.eval_n)}
         print(loss, json.dumps({key: out[loss]["training"][key] for key in ("train_time_s", "generator_iterations")}),
@@ -323,8 +324,9 @@ def main(argv: list[str] | None = None) -> None:
             figures["speed"] = speed(args)
         if "memory" in parts:
             figures["memory"] = memory(args)
-        if "quality" in parts:
-            figures["quality"] = quality(args, Path(scratch))
+        if "quality" in parts:  # with --loss, the other losses' results are kept from the last result file
+            kept = previous_figures("gan_cpu" + ("-quick" if args.quick else ""), []).get("quality", {}) if args.loss else {}
+            figures["quality"] = {**kept, **quality(args, Path(scratch))}
     settings = {"speed_settings": {name: {k: v for k, v in SETTINGS[name].items()} for name in args.setting or SETTINGS},
                 "rounds": args.rounds, "generator_iterations_per_round": args.steps, "torch_threads": args.threads,
                 "reference_workers": args.workers, "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
@@ -333,11 +335,12 @@ def main(argv: list[str] | None = None) -> None:
                 "memory": "peak RSS during 3 iterations above the RSS with nets and data built, one fresh process per "
                           "side (reference with 0 workers)",
                 "quality": "fashion-mnist-cpu preset: --loss wgan-gp as is; wgan and dcgan with --max-minutes equal to "
-                           "wgan-gp's training time; scored by darkroom eval gan on --eval-n samples"}
+                           "wgan-gp's training time and constant lr (no last iteration to decay to); scored by darkroom eval gan "
+                           "on --eval-n samples"}
     load = os.getloadavg()
-    notes = (f"Shared, noisy 2-core machine: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} when written; other "
-             "engineers' jobs ran at the same time, so wall-clock numbers are pessimistic; the lead may rerun this on a "
-             "quiet machine.")
+    notes = (f"Load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (1/5/15 min) when written on {common.usable_cores()} "
+             "cores: above the core count, other jobs shared the machine and wall-clock numbers are pessimistic; CPU "
+             "seconds per iteration are given beside them.")
     name = "gan_cpu" + ("-quick" if args.quick else "")
     figures = {**previous_figures(name, parts), **figures}
     figures.setdefault("part_dates", {}).update({part: time.strftime("%Y-%m-%d %H:%M:%S") for part in parts})
