@@ -297,8 +297,18 @@ def rows_for(figures: dict) -> list[dict]:
         rows.append(common.comparison_row(
             f"fashion-mnist-cpu --loss {loss}: classes covered (of 10) after {result['training']['train_time_s']:.0f} s",
             scores.get("modes_hit"), None, "classes", "",
-            note=f"class-histogram KL(samples || test) {scores.get('mode_kl_fake_real')}"))
+            note=f"class-histogram KL(samples || test) {_rounded(scores.get('mode_kl_fake_real'))}; domain FID "
+                 f"{_rounded(scores.get('frechet_inception_distance'), 1)} (real train vs test floor "
+                 f"{_rounded(scores.get('frechet_inception_distance_floor'), 2)}), KID "
+                 f"{_rounded(scores.get('kernel_inception_distance_mean'), 1)} (floor "
+                 f"{_rounded(scores.get('kernel_inception_distance_mean_floor'), 2)}); train-NN distance ratio "
+                 f"{_rounded(scores.get('memo_nn_ratio'), 2)} (> 1: no copying); "
+                 f"{result['training']['generator_iterations']} iterations"))
     return rows
+
+
+def _rounded(value: object, digits: int = 3) -> object:
+    return round(value, digits) if isinstance(value, (int, float)) else value
 
 
 def previous_figures(name: str, parts: list[str]) -> dict:
