@@ -286,6 +286,25 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
     return figures
 
 
+def quality_rows(quality_figures: dict) -> list[dict]:
+    """One table row per direction: darkroom eval cyclegan's target-class accuracy, cycle L1 and FID (floor)."""
+    scores, training = quality_figures.get("darkroom_eval") or {}, quality_figures.get("training", {})
+    if "error" in scores or not scores:
+        return []
+    rows = []
+    for direction, target in (("a2b", "ankle boot"), ("b2a", "sneaker")):
+        row = common.comparison_row(
+            f"fashion-mnist-shoes {direction}: held-out images judged {target} (CPU, {training.get('wall_s', 0):.0f} s)",
+            scores[f"translation_target_accuracy_{direction}"], None, "accuracy", "-",
+            note=f"cycle L1 {scores[f'translation_cycle_l1_{direction}']:.3f} (target <= 0.1); FID to real "
+                 f"{scores[f'translation_fid_{direction}']:.1f} (real train vs test floor "
+                 f"{scores[f'translation_fid_{direction}_floor']:.2f}); {training.get('iterations')} iterations")
+        row["target"], row["met"] = ">= 0.95 and cycle L1 <= 0.1", bool(
+            scores[f"translation_target_accuracy_{direction}"] >= 0.95 and scores[f"translation_cycle_l1_{direction}"] <= 0.1)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -308,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(common.comparison_row(
             f"CycleGAN step {args.size}px batch {args.batch_size} resnet_6blocks ngf {args.ngf}: it/s (CPU)", dark, ref,
             "it/s", "junyanz-style plain fp32 loop, same nets", target=1.2, note="same process, alternating order"))
+    rows += quality_rows(figures.get("quality", {}))
     settings = {"size": args.size, "channels": 1, "batch_size": args.batch_size, "generator": "resnet_6blocks",
                 "ngf": args.ngf, "ndf": args.ngf, "rounds": args.rounds, "steps_per_round": args.steps,
                 "torch_threads": args.threads, "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
