@@ -267,18 +267,21 @@ def darkroom_eval(run: Path, n: int) -> dict | None:
     return {**json.loads((run / "eval.json").read_text()), "eval_wall_s": time.perf_counter() - started}
 
 
-def quality(args: argparse.Namespace, work: Path) -> dict:
+def quality(args: argparse.Namespace, work: Path, kept: dict | None = None) -> dict:
+    """Each loss through the CLI and `darkroom eval gan`; wgan and dcgan get wgan-gp's training time (this run's,
+    else the kept result's) as their budget."""
     out: dict = {}
-    minutes = None
+    kept_gp = (kept or {}).get("wgan-gp", {}).get("training", {}).get("train_time_s")
+    minutes = kept_gp / 60 if kept_gp else None
     for loss in args.loss or list(LOSSES):  # wgan-gp first: its training time is the others' budget
         run, training = train_run(args, loss, work, minutes if loss != "wgan-gp" else None)
         if loss == "wgan-gp":
             minutes = training["train_time_s"] / 60
         grid = sorted((run / "samples").glob("iter_*.png"))[-1]
-        kept = common.results_dir() / f"gan_cpu_{loss}{'-quick' if args.quick else ''}.png"
-        shutil.copyfile(grid, kept)
+        picture = common.results_dir() / f"gan_cpu_{loss}{'-quick' if args.quick else ''}.png"
+        shutil.copyfile(grid, picture)
         out[loss] = {"training": training, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "grid": str(kept.relative_to(common.REPO)) if kept.is_relative_to(common.REPO) else str(kept),
+                     "grid": str(picture.relative_to(common.REPO)) if picture.is_relative_to(common.REPO) else str(picture),
                      "darkroom_eval": darkroom_eval(run, args.eval_n)}
         print(loss, json.dumps({key: out[loss]["training"][key] for key in ("train_time_s", "generator_iterations")}),
               flush=True)
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
             figures["memory"] = memory(args)
         if "quality" in parts:  # with --loss, the other losses' results are kept from the last result file
             kept = previous_figures("gan_cpu" + ("-quick" if args.quick else ""), []).get("quality", {}) if args.loss else {}
-            figures["quality"] = {**kept, **quality(args, Path(scratch))}
+            figures["quality"] = {**kept, **quality(args, Path(scratch), kept)}
     settings = {"speed_settings": {name: {k: v for k, v in SETTINGS[name].items()} for name in args.setting or SETTINGS},
                 "rounds": args.rounds, "generator_iterations_per_round": args.steps, "torch_threads": args.threads,
                 "reference_workers": args.workers, "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
