@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -22,8 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks import common
-from darkroom import dist, precision
-from darkroom.config import build
+from darkroom import dist, launch, precision
+from darkroom.config import build, from_dict, to_dict
 from darkroom.data.resident import Augment, ResidentImages, channel_stats
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
@@ -129,14 +131,16 @@ def plain_train(arch: str, train, test, epochs: int, batch_size: int, lr: float,
 
 # ---------------------------------------------------------------------------------------------- (1) throughput
 class DarkroomSteps:
-    """darkroom's training step exactly as run() takes it: resident data, batch augmentation, one-cycle, train_step."""
+    """darkroom's training step exactly as run() takes it: resident data, batch augmentation, one-cycle, train_step;
+    under `info` with several ranks, this rank's share of each global batch through DDP."""
 
-    def __init__(self, cfg, train, total_steps: int) -> None:
+    def __init__(self, cfg, train, total_steps: int, info: dist.DistInfo | None = None) -> None:
         device = torch.device("cpu")
         self.cfg, self.total, self.step_index = cfg, total_steps, 0
-        self.info = dist.DistInfo(0, 1, 0, device)
+        self.info = info or dist.DistInfo(0, 1, 0, device)
         mean, std = channel_stats(train.images)
-        self.data = ResidentImages(train, device, mean, std, cfg.batch_size, channels_last=cfg.channels_last)
+        self.data = ResidentImages(train, device, mean, std, cfg.batch_size, self.info.rank, self.info.world_size,
+                                   channels_last=cfg.channels_last)
         self.augment = Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip)
         torch.manual_seed(cfg.seed)
         model = CLASSIFIERS[cfg.arch](train.images.shape[1], len(train.classes))
@@ -148,6 +152,7 @@ class DarkroomSteps:
         self.scaler = precision.make_scaler(self.precision, device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.order = self.data.epoch_order(self.generator)
+        self.net = nn.parallel.DistributedDataParallel(self.model) if self.info.distributed else self.model
 
     def __call__(self) -> float:
         per_epoch = self.data.steps_per_epoch()
@@ -157,9 +162,60 @@ class DarkroomSteps:
         lr, momentum = classifier.lr_momentum_at(self.cfg, self.step_index % self.total, self.total)
         set_lr_momentum(self.optimizer, lr, momentum)
         x, y = self.data.train_batch(self.order, in_epoch, epoch, self.augment, self.generator)
-        loss, _ = classifier.train_step(self.model, x, y, self.cfg, self.info, self.precision, self.optimizer, self.scaler)
+        loss, _ = classifier.train_step(self.net, x, y, self.cfg, self.info, self.precision, self.optimizer, self.scaler)
         self.step_index += 1
         return loss
+
+    def seconds(self, steps: int) -> float:
+        return common.time_steps(self, steps, "cpu")
+
+
+class RankedSteps:
+    """darkroom's step as `--processes N` runs it: N spawned ranks (gloo, DDP, cores/N threads each). The parent asks
+    every rank for k steps; they start and stop at a barrier, and the slowest rank's seconds count. Between rounds
+    the ranks block on their pipes and use no CPU, so the other side of the comparison has the machine."""
+
+    def __init__(self, cfg, total_steps: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        port, threads = launch.free_port(), max(1, launch.usable_cores() // cfg.processes)
+        self.threads, self.pipes, self.workers = threads, [], []
+        for rank in range(cfg.processes):
+            mine, theirs = context.Pipe()
+            worker = context.Process(target=rank_worker, daemon=True,
+                                     args=(rank, cfg.processes, port, threads, to_dict(cfg), total_steps, theirs))
+            worker.start()
+            self.pipes.append(mine)
+            self.workers.append(worker)
+        self.seconds(0)  # every rank has loaded its data and built its DDP net
+
+    def seconds(self, steps: int) -> float:
+        for pipe in self.pipes:
+            pipe.send(steps)
+        return max(pipe.recv() for pipe in self.pipes)
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+        for worker in self.workers:
+            worker.join(timeout=30)
+
+
+def rank_worker(rank: int, world_size: int, port: int, threads: int, values: dict, total_steps: int, pipe) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(threads)
+    cfg = from_dict(classifier.CONFIG, values)
+    info = dist.setup("cpu")
+    train, _ = classifier.load_data(cfg)
+    steps = DarkroomSteps(cfg, train, total_steps, info)
+    while (count := pipe.recv()) is not None:
+        dist.barrier()
+        started = time.perf_counter()
+        for _ in range(count):
+            steps()
+        dist.barrier()
+        pipe.send(time.perf_counter() - started)
+    dist.cleanup()
 
 
 class PlainSteps:
@@ -171,6 +227,9 @@ class PlainSteps:
         self.model, self.optimizer, self.scheduler = plain_model_and_optimizer(
             cfg.arch, train.images.shape[1], cfg.lr, cfg.weight_decay, total_steps, cfg.seed)
         self.iterator = iter(self.loader)
+
+    def seconds(self, steps: int) -> float:
+        return common.time_steps(self, steps, "cpu")
 
     def __call__(self) -> float:
         try:
@@ -186,33 +245,44 @@ def throughput(args: argparse.Namespace) -> Path:
     cfg = build(classifier.CONFIG, {**base_values(args, "darknet-small"), "seed": 0})
     train, _ = classifier.load_data(cfg)
     total = args.warmup + args.rounds * args.steps + 1  # OneCycleLR refuses to step past its total
-    sides = {"darkroom": DarkroomSteps(cfg, train, total), "plain": PlainSteps(cfg, train, total)}
-    for name, step in sides.items():
-        warm = common.time_steps(step, args.warmup, "cpu")
+    ranked = cfg.processes > 1
+    ours = RankedSteps(cfg, total) if ranked else DarkroomSteps(cfg, train, total)
+    sides = {"darkroom": ours, "plain": PlainSteps(cfg, train, total)}
+    for name, side in sides.items():
+        warm = side.seconds(args.warmup)
         print(f"  {name}: {args.warmup} warm-up steps in {warm:.1f} s", flush=True)
 
     def measure(name: str):
         def images_per_second() -> float:
-            seconds = common.time_steps(sides[name], args.steps, "cpu")
+            seconds = sides[name].seconds(args.steps)
             print(f"  {name}: {args.steps * cfg.batch_size / seconds:.0f} images/s", flush=True)
             return args.steps * cfg.batch_size / seconds
         return images_per_second
 
-    rates = common.alternate({name: measure(name) for name in sides}, args.rounds)
+    try:
+        rates = common.alternate({name: measure(name) for name in sides}, args.rounds)
+    finally:
+        if ranked:
+            ours.close()
     figures = {name: common.summary(values) for name, values in rates.items()}
     row = common.comparison_row(f"classifier training throughput, {cfg.arch} batch {cfg.batch_size} (CPU)",
                                 figures["darkroom"]["mean"], figures["plain"]["mean"], "images/s",
                                 "plain PyTorch loop (DataLoader, fp32, OneCycleLR)", target=1.3)
     settings = {"quick": args.quick, "preset": "darknet-small", "arch": cfg.arch, "batch_size": cfg.batch_size,
                 "images": len(train), "warmup_steps": args.warmup, "timed_steps_per_round": args.steps,
-                "rounds_per_side": args.rounds, "order": "alternating (A B, B A, ...) in one process",
+                "rounds_per_side": args.rounds, "order": "alternating (A B, B A, ...) in one run",
                 "darkroom": {"data": "uint8 resident tensors, batch reflection-pad crop + flip", "precision": cfg.precision,
+                             "processes": cfg.processes,
+                             "threads_per_process": ours.threads if ranked else torch.get_num_threads(),
                              "channels_last": cfg.channels_last, "schedule": "fast.ai one-cycle", "lr": cfg.lr},
                 "plain": {"data": "DataLoader(TensorDataset(normalised float tensors), shuffle=True), no augmentation",
                           "precision": "fp32", "memory_format": "default", "optimizer": "SGD momentum 0.9",
                           "schedule": "torch OneCycleLR", "max_lr": cfg.lr, "weight_decay": cfg.weight_decay}}
     notes = ("The plain loop does no augmentation, so the darkroom side does more data work per step. "
-             "Both sides share the process and its torch threads.")
+             + (f"darkroom runs as the preset does, {cfg.processes} local ranks (--processes, gloo DDP) with "
+                f"{ours.threads} thread(s) each, spawned by this run and idle while the plain loop (this process, "
+                f"{torch.get_num_threads()} threads) is timed; a darkroom round is timed between two barriers and "
+                "counts the slowest rank." if ranked else "Both sides share the process and its torch threads."))
     return common.write_result(result_name("classifier_cpu_throughput", args), settings,
                                {**figures, "ratio": row["ratio"]}, rows=[row], notes=notes, device="cpu")
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from darkroom import config as config_io
-from darkroom.errors import UserError
+from darkroom.errors import RanksFailed, UserError
 
 # task -> module exposing CONFIG (a frozen dataclass), PRESETS (name -> dict of settings) and run(cfg, argv)
 TRAINERS = {
@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2
+    except RanksFailed as failure:  # a --processes rank failed and said why itself
+        return failure.code
     except KeyboardInterrupt:
         print("darkroom: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
         return 130
