@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks import common
-from darkroom import dist, launch, precision
+from darkroom import dist, precision
 from darkroom.config import build, from_dict, to_dict
 from darkroom.data.resident import Augment, ResidentImages, channel_stats
 from darkroom.nets import CLASSIFIERS
@@ -152,7 +150,8 @@ class DarkroomSteps:
         self.scaler = precision.make_scaler(self.precision, device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.order = self.data.epoch_order(self.generator)
-        self.net = nn.parallel.DistributedDataParallel(self.model) if self.info.distributed else self.model
+        net = nn.parallel.DistributedDataParallel(self.model) if self.info.distributed else self.model
+        self.net = precision.maybe_compile(net, cfg.compile)  # as run() does; the warm-up steps take the compile
 
     def __call__(self) -> float:
         per_epoch = self.data.steps_per_epoch()
@@ -170,52 +169,11 @@ class DarkroomSteps:
         return common.time_steps(self, steps, "cpu")
 
 
-class RankedSteps:
-    """darkroom's step as `--processes N` runs it: N spawned ranks (gloo, DDP, cores/N threads each). The parent asks
-    every rank for k steps; they start and stop at a barrier, and the slowest rank's seconds count. Between rounds
-    the ranks block on their pipes and use no CPU, so the other side of the comparison has the machine."""
-
-    def __init__(self, cfg, total_steps: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        port, threads = launch.free_port(), max(1, launch.usable_cores() // cfg.processes)
-        self.threads, self.pipes, self.workers = threads, [], []
-        for rank in range(cfg.processes):
-            mine, theirs = context.Pipe()
-            worker = context.Process(target=rank_worker, daemon=True,
-                                     args=(rank, cfg.processes, port, threads, to_dict(cfg), total_steps, theirs))
-            worker.start()
-            self.pipes.append(mine)
-            self.workers.append(worker)
-        self.seconds(0)  # every rank has loaded its data and built its DDP net
-
-    def seconds(self, steps: int) -> float:
-        for pipe in self.pipes:
-            pipe.send(steps)
-        return max(pipe.recv() for pipe in self.pipes)
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(None)
-        for worker in self.workers:
-            worker.join(timeout=30)
-
-
-def rank_worker(rank: int, world_size: int, port: int, threads: int, values: dict, total_steps: int, pipe) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(threads)
+def ranked_darkroom_steps(values: dict, total_steps: int) -> DarkroomSteps:
+    """One rank's DarkroomSteps (run inside common.SpawnedRanks, the process group already up)."""
     cfg = from_dict(classifier.CONFIG, values)
-    info = dist.setup("cpu")
     train, _ = classifier.load_data(cfg)
-    steps = DarkroomSteps(cfg, train, total_steps, info)
-    while (count := pipe.recv()) is not None:
-        dist.barrier()
-        started = time.perf_counter()
-        for _ in range(count):
-            steps()
-        dist.barrier()
-        pipe.send(time.perf_counter() - started)
-    dist.cleanup()
+    return DarkroomSteps(cfg, train, total_steps, dist.setup("cpu"))
 
 
 class PlainSteps:
@@ -246,7 +204,9 @@ def throughput(args: argparse.Namespace) -> Path:
     train, _ = classifier.load_data(cfg)
     total = args.warmup + args.rounds * args.steps + 1  # OneCycleLR refuses to step past its total
     ranked = cfg.processes > 1
-    ours = RankedSteps(cfg, total) if ranked else DarkroomSteps(cfg, train, total)
+    threads = max(1, common.usable_cores() // cfg.processes)
+    ours = (common.SpawnedRanks(ranked_darkroom_steps, (to_dict(cfg), total), cfg.processes, threads) if ranked
+            else DarkroomSteps(cfg, train, total))
     sides = {"darkroom": ours, "plain": PlainSteps(cfg, train, total)}
     for name, side in sides.items():
         warm = side.seconds(args.warmup)

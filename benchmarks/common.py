@@ -277,3 +277,64 @@ class Budget:
 
     def left(self) -> float:
         return self.seconds - self.spent()
+
+
+class SpawnedRanks:
+    """A benchmark side run as `processes` spawned local ranks (gloo), the way `--processes N` trains: each rank
+    builds its step with `factory(*factory_args)` (after the process group exists) and, per request, runs k steps
+    between two barriers. Between requests the ranks block on their pipes and use no CPU, so the other side of an
+    A/B comparison has the machine to itself. `factory` must be a module-level function (spawn pickles it)."""
+
+    def __init__(self, factory: Callable, factory_args: tuple, processes: int, threads: int) -> None:
+        import multiprocessing
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        context = multiprocessing.get_context("spawn")
+        self.processes, self.threads, self.pipes, self.workers = processes, threads, [], []
+        for rank in range(processes):
+            mine, theirs = context.Pipe()
+            worker = context.Process(target=_rank_loop, daemon=True,
+                                     args=(rank, processes, port, threads, factory, factory_args, theirs))
+            worker.start()
+            self.pipes.append(mine)
+            self.workers.append(worker)
+        self.run(0)  # every rank has built its step
+
+    def run(self, steps: int) -> tuple[float, float]:
+        """(wall seconds of the slowest rank, CPU seconds of all ranks together) for `steps` steps on every rank."""
+        for pipe in self.pipes:
+            pipe.send(steps)
+        answers = [pipe.recv() for pipe in self.pipes]
+        return max(wall for wall, _ in answers), sum(cpu for _, cpu in answers)
+
+    def seconds(self, steps: int) -> float:
+        return self.run(steps)[0]
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+        for worker in self.workers:
+            worker.join(timeout=30)
+
+
+def _rank_loop(rank: int, world_size: int, port: int, threads: int, factory: Callable, factory_args: tuple,
+               pipe) -> None:
+    import torch
+    import torch.distributed as torch_dist
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads))
+    torch.set_num_threads(threads)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    step = factory(*factory_args)
+    while (count := pipe.recv()) is not None:
+        torch_dist.barrier()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            step()
+        torch_dist.barrier()
+        pipe.send((time.perf_counter() - wall, time.process_time() - cpu))
+    torch_dist.destroy_process_group()

@@ -23,14 +23,17 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import common
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
+from darkroom.train import cyclegan
 from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
 
 CPU = torch.device("cpu")
+PRESET = cyclegan.PRESETS["fashion-mnist-shoes"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--ngf", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=PRESET.get("processes", 1),
+                        help="darkroom's ranks (--processes of the fashion-mnist-shoes preset by default)")
     parser.add_argument("--run", default=None, help="quality: evaluate this finished run instead of training one")
     parser.add_argument("--memory-probe", choices=("darkroom", "darkroom-lean", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -67,7 +72,8 @@ def fixed_batches(size: int, batch_size: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 class DarkroomSide:
-    """darkroom's step as the trainer runs it on CPU (the preset's settings: fp32, default memory format)."""
+    """darkroom's step as the trainer runs it on CPU (the preset's settings: fp32, default memory format); inside a
+    process group (--processes N), this rank's share of the batch with the nets wrapped in DDP, as the trainer does."""
 
     def __init__(self, args: argparse.Namespace, memory_lean: bool = False) -> None:
         self.nets = build_nets(args.ngf)
@@ -75,13 +81,18 @@ class DarkroomSide:
             from darkroom.nets.cyclegan import set_checkpointing_
             for name in ("g_ab", "g_ba"):
                 set_checkpointing_(self.nets[name], True)
-        self.step_nets = CycleGANNets(GeneratorPair(self.nets["g_ab"], self.nets["g_ba"]), self.nets["d_a"], self.nets["d_b"])
+        ranked = torch_dist.is_initialized()
+        rank, world_size = (torch_dist.get_rank(), torch_dist.get_world_size()) if ranked else (0, 1)
+        wrap = nn.parallel.DistributedDataParallel if ranked else (lambda net: net)
+        self.step_nets = CycleGANNets(wrap(GeneratorPair(self.nets["g_ab"], self.nets["g_ba"])), wrap(self.nets["d_a"]),
+                                      wrap(self.nets["d_b"]))
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.Adam([*self.nets["g_ab"].parameters(), *self.nets["g_ba"].parameters()], 2e-4, betas=betas)
         self.opt_d = torch.optim.Adam([*self.nets["d_a"].parameters(), *self.nets["d_b"].parameters()], 2e-4, betas=betas)
-        self.pools = (ImagePool(50, seed=1), ImagePool(50, seed=2))
+        self.pools = (ImagePool(50, seed=1 + 2 * rank), ImagePool(50, seed=2 + 2 * rank))
         self.scaler = torch.amp.GradScaler("cpu", enabled=False)
-        self.real_a, self.real_b = fixed_batches(args.size, args.batch_size)
+        share = args.batch_size // world_size
+        self.real_a, self.real_b = (batch[rank * share:(rank + 1) * share] for batch in fixed_batches(args.size, args.batch_size))
 
     def step(self) -> None:
         train_step(self.step_nets, self.real_a, self.real_b, self.opt_g, self.opt_d, self.pools[0], self.pools[1],
@@ -177,9 +188,32 @@ def timed(side, steps: int):
     return measure
 
 
+def ranked_darkroom_step(values: dict):
+    """One rank's darkroom step (run inside common.SpawnedRanks, the process group already up)."""
+    return DarkroomSide(argparse.Namespace(**values)).step
+
+
+def timed_ranks(ranks: common.SpawnedRanks, steps: int):
+    def measure() -> tuple[float, float]:
+        ranks.run(1)
+        wall, cpu = ranks.run(steps)
+        return steps / wall, cpu / steps
+    return measure
+
+
 def speed(args: argparse.Namespace) -> dict:
-    sides = {"darkroom": DarkroomSide(args), "reference": ReferenceSide(args)}
-    values = common.alternate({name: timed(side, args.steps) for name, side in sides.items()}, args.rounds)
+    if args.processes > 1:
+        values = {k: v for k, v in vars(args).items() if k in ("size", "batch_size", "ngf")}
+        ours = common.SpawnedRanks(ranked_darkroom_step, (values,), args.processes, max(1, args.threads // args.processes))
+        measure_ours = timed_ranks(ours, args.steps)
+    else:
+        ours, measure_ours = None, timed(DarkroomSide(args), args.steps)
+    try:
+        values = common.alternate({"darkroom": measure_ours, "reference": timed(ReferenceSide(args), args.steps)},
+                                  args.rounds)
+    finally:
+        if ours is not None:
+            ours.close()
     return {name: {"it_per_s": common.summary([v[0] for v in runs]), "cpu_s_per_it": common.summary([v[1] for v in runs])}
             for name, runs in values.items()}
 
@@ -326,11 +360,14 @@ def main(argv: list[str] | None = None) -> None:
         dark, ref = (figures["speed"][name]["it_per_s"]["mean"] for name in ("darkroom", "reference"))
         rows.append(common.comparison_row(
             f"CycleGAN step {args.size}px batch {args.batch_size} resnet_6blocks ngf {args.ngf}: it/s (CPU)", dark, ref,
-            "it/s", "junyanz-style plain fp32 loop, same nets", target=1.2, note="same process, alternating order"))
+            "it/s", "junyanz-style plain fp32 loop, same nets", target=1.2,
+            note="alternating order" + (f"; darkroom as {args.processes} local ranks (--processes), idle while the "
+                                        "plain loop runs" if args.processes > 1 else ", same process")))
     rows += quality_rows(figures.get("quality", {}))
     settings = {"size": args.size, "channels": 1, "batch_size": args.batch_size, "generator": "resnet_6blocks",
                 "ngf": args.ngf, "ndf": args.ngf, "rounds": args.rounds, "steps_per_round": args.steps,
-                "torch_threads": args.threads, "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
+                "torch_threads": args.threads, "darkroom_processes": args.processes,
+                "darkroom_threads_per_process": max(1, args.threads // args.processes), "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
                 "speed_data": "fixed random batches (data loading excluded on both sides)",
                 "memory": "peak RSS during 3 iterations above the RSS with nets and batches built, one fresh process per side",
                 "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "

@@ -58,7 +58,7 @@ def _die_with_parent() -> None:
 
 def local_ranks(trainer: str, task: str, cfg, argv: list[str] | None) -> dict:
     """Run the trainer module `trainer` (its CONFIG and run) with `cfg` as cfg.processes ranks on this machine;
-    return the run folder's last metrics line. `task` names the default run folder."""
+    return the run folder's status and last metrics line. `task` names the default run folder."""
     n = cfg.processes
     cfg = replace(cfg, out=str(cfg.out or runs.default_run_dir(task)))
     if not cfg.quiet:
@@ -89,7 +89,7 @@ def local_ranks(trainer: str, task: str, cfg, argv: list[str] | None) -> dict:
         if any(codes):
             raise RanksFailed(report_failure(codes, Path(folder)))
     lines = runs.read_metrics(Path(cfg.out))
-    return {**(lines[-1] if lines else {}), "run_dir": cfg.out}
+    return {**runs.read_status(cfg.out), **(lines[-1] if lines else {}), "run_dir": cfg.out}
 
 
 def report_failure(codes: list[int], folder: Path) -> int:

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from darkroom import cli
 from test_cyclegan_train import TINY, unpaired_layout
 
@@ -156,6 +156,14 @@ def test_trainer_under_torchrun_shards_the_batch_and_resumes(tmp_path):
         assert first[name] == pytest.approx(expected[name], abs=1e-5), name
     saved = torch.load(ddp_out / "checkpoints" / "last.pt", weights_only=True)
     assert len(saved["ranks"]) == 2 and saved["meta"]["world_size"] == 2
+
+    flag_out = tmp_path / "flag"  # --processes 2: darkroom spawns the same two ranks itself
+    result = run_cli([*common[2:], "--processes", "2", "--stop-after", "1", "--out", str(flag_out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    spawned = [json.loads(line) for line in (flag_out / "metrics.jsonl").read_text().splitlines()][0]
+    for name in ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "d_a", "d_b"):
+        assert spawned[name] == pytest.approx(expected[name], abs=1e-5), name
+    assert torch.load(flag_out / "checkpoints" / "last.pt", weights_only=True)["meta"]["world_size"] == 2
 
     result = torchrun([*common, "--stop-after", "2", "--out", str(ddp_out), "--resume"])
     assert result.returncode == 0, result.stderr[-3000:]

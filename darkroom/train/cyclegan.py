@@ -17,7 +17,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
-from darkroom import checkpoint, dist, precision, runs
+from darkroom import checkpoint, dist, launch, precision, runs
 from darkroom.config import differences, from_dict, option, to_dict
 from darkroom.data.loaders import make_loader
 from darkroom.errors import UserError
@@ -70,6 +70,8 @@ class CycleGANConfig:
     channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs)")
     memory_lean: bool = option(False, "recompute the residual blocks in backward (gradient checkpointing)")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    processes: int = option(1, "CPU: train as N data-parallel processes on this machine (gloo), each with its share "
+                               "of the cores and its own pools; ignored on GPUs and under torchrun")
     workers: int = option(4, "data loading processes (0 = in the training process)")
     seed: int = option(0, "random seed")
     deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
@@ -188,6 +190,8 @@ def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
 
 def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
+    if launch.wanted(cfg.processes, cfg.device):
+        return launch.local_ranks(__name__, "cyclegan", cfg, argv)
     info = dist.setup(cfg.device)
     check_config(cfg, info.world_size)
     seed_everything(cfg, info)
