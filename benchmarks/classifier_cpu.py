@@ -282,17 +282,25 @@ def time_row(ours: dict, theirs: dict, epochs: int, baseline_name: str, target: 
 
 def time_to_accuracy(args: argparse.Namespace) -> Path:
     values = base_values(args, "fashion-mnist-cpu")
-    curves, finals = [], []
+    curves, finals, plain_curves = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-classifier-") as folder:
-        for seed in range(args.seeds):
-            cfg = build(classifier.CONFIG, {**values, "seed": seed, "out": f"{folder}/darkroom-{seed}"})
-            result = classifier.run(cfg)
+        cfg = build(classifier.CONFIG, {**values, "out": f"{folder}/unused"})
+        train, test = classifier.load_data(cfg)
+        epochs = math.ceil(cfg.epochs)
+
+        def darkroom_seed(seed: int) -> None:
+            result = classifier.run(build(classifier.CONFIG, {**values, "seed": seed, "out": f"{folder}/darkroom-{seed}"}))
             curves.append(darkroom_curve(result["run_dir"]))
             finals.append({"seed": seed, "test_acc": result["test_acc"], "train_time": result["train_time"]})
-        train, test = classifier.load_data(cfg)
-    epochs = math.ceil(cfg.epochs)
-    plain_curves = [plain_train(cfg.arch, train, test, epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed)
-                    for seed in range(args.baseline_seeds)]
+
+        def plain_seed(seed: int) -> None:
+            plain_curves.append(plain_train(cfg.arch, train, test, epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed))
+
+        for seed in range(max(args.seeds, args.baseline_seeds)):  # alternating: D0 P0, P1 D1, D2 ...
+            runs = [(darkroom_seed, seed < args.seeds), (plain_seed, seed < args.baseline_seeds)]
+            for run, wanted in (runs if seed % 2 == 0 else runs[::-1]):
+                if wanted:
+                    run(seed)
     ours, theirs = first_reaching(curves, TARGET_ACCURACY), first_reaching(plain_curves, TARGET_ACCURACY)
     accuracy = common.summary([f["test_acc"] for f in finals])
     seconds = common.summary([f["train_time"] for f in finals])
@@ -312,7 +320,10 @@ def time_to_accuracy(args: argparse.Namespace) -> Path:
                 "plain": {"arch": cfg.arch, "epochs": epochs, "batch_size": cfg.batch_size, "max_lr": cfg.lr,
                           "optimizer": "SGD momentum 0.9", "weight_decay": cfg.weight_decay,
                           "schedule": "torch OneCycleLR", "augmentation": "none", "tta": "none", "init": "PyTorch default"}}
-    notes = ("Fixed step budget, no early stopping. Time to 92% = mean training time to the end of the first epoch whose "
+    notes = ("Fixed step budget, no early stopping. Seeds alternate between the sides (darkroom 0, plain 0, plain 1, "
+             "darkroom 1, darkroom 2, ...). darkroom runs as its preset does, as --processes "
+             f"{values.get('processes', 1)} local ranks; the plain loop in this process with {torch.get_num_threads()} "
+             "threads. Time to 92% = mean training time to the end of the first epoch whose "
              "test accuracy, averaged over seeds, is >= 92%. Training time excludes data loading, evaluation and "
              f"checkpointing on both sides. The plain loop ran {args.baseline_seeds} seed(s) to fit the CPU budget.")
     return common.write_result(result_name("classifier_cpu_time_to_92", args), settings, figures,

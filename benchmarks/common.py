@@ -201,6 +201,17 @@ def time_steps(step: Callable[[], object], steps: int, device: object, warmup: i
     return watch.seconds
 
 
+def timed_rate(step: Callable[[], object], steps: int) -> Callable[[], tuple[float, float]]:
+    """A measurement for alternate(): `steps` calls after one untimed one -> (calls/s by wall clock, CPU s per call)."""
+    def measure() -> tuple[float, float]:
+        step()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            step()
+        return steps / (time.perf_counter() - wall), (time.process_time() - cpu) / steps
+    return measure
+
+
 def alternate(measurements: dict[str, Callable[[], object]], rounds: int,
               keep_going: Callable[[], bool] | None = None) -> dict[str, list]:
     """Run each measurement up to `rounds` times in one process, order alternating (A B, B A, A B, ...).
@@ -312,6 +323,14 @@ class SpawnedRanks:
 
     def seconds(self, steps: int) -> float:
         return self.run(steps)[0]
+
+    def timed_rate(self, steps: int) -> Callable[[], tuple[float, float]]:
+        """timed_rate() for the ranks: `steps` steps on every rank after one untimed one -> (steps/s, CPU s per step)."""
+        def measure() -> tuple[float, float]:
+            self.run(1)
+            wall, cpu = self.run(steps)
+            return steps / wall, cpu / steps
+        return measure
 
     def close(self) -> None:
         for pipe in self.pipes:

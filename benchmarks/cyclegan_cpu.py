@@ -177,40 +177,21 @@ class ReferenceSide:
         self.optimizer_D.step()
 
 
-def timed(side, steps: int):
-    """A measurement: `steps` iterations after one untimed one; (iterations/s by wall clock, CPU s per iteration)."""
-    def measure() -> tuple[float, float]:
-        side.step()
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            side.step()
-        return steps / (time.perf_counter() - wall), (time.process_time() - cpu) / steps
-    return measure
-
-
 def ranked_darkroom_step(values: dict):
     """One rank's darkroom step (run inside common.SpawnedRanks, the process group already up)."""
     return DarkroomSide(argparse.Namespace(**values)).step
-
-
-def timed_ranks(ranks: common.SpawnedRanks, steps: int):
-    def measure() -> tuple[float, float]:
-        ranks.run(1)
-        wall, cpu = ranks.run(steps)
-        return steps / wall, cpu / steps
-    return measure
 
 
 def speed(args: argparse.Namespace) -> dict:
     if args.processes > 1:
         values = {k: v for k, v in vars(args).items() if k in ("size", "batch_size", "ngf")}
         ours = common.SpawnedRanks(ranked_darkroom_step, (values,), args.processes, max(1, args.threads // args.processes))
-        measure_ours = timed_ranks(ours, args.steps)
+        measure_ours = ours.timed_rate(args.steps)
     else:
-        ours, measure_ours = None, timed(DarkroomSide(args), args.steps)
+        ours, measure_ours = None, common.timed_rate(DarkroomSide(args).step, args.steps)
     try:
-        values = common.alternate({"darkroom": measure_ours, "reference": timed(ReferenceSide(args), args.steps)},
-                                  args.rounds)
+        measure_reference = common.timed_rate(ReferenceSide(args).step, args.steps)
+        values = common.alternate({"darkroom": measure_ours, "reference": measure_reference}, args.rounds)
     finally:
         if ours is not None:
             ours.close()

@@ -187,23 +187,13 @@ class ReferenceSide:
         self.optimizerG.step()
 
 
-def timed(side, steps: int):
-    """A measurement: `steps` generator iterations after one untimed one; (it/s by wall clock, CPU s per it)."""
-    def measure() -> tuple[float, float]:
-        side.step()
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            side.step()
-        return steps / (time.perf_counter() - wall), (time.process_time() - cpu) / steps
-    return measure
-
-
 def speed(args: argparse.Namespace) -> dict:
     out = {}
     for setting in args.setting or list(SETTINGS):
         cfg = config(setting, args.quick)
         sides = {"darkroom": DarkroomSide(cfg), "reference": ReferenceSide(cfg, args.workers)}
-        values = common.alternate({name: timed(side, args.steps) for name, side in sides.items()}, args.rounds)
+        measurements = {name: common.timed_rate(side.step, args.steps) for name, side in sides.items()}
+        values = common.alternate(measurements, args.rounds)
         out[setting] = {name: {"it_per_s": common.summary([v[0] for v in runs]),
                                "main_process_cpu_s_per_it": common.summary([v[1] for v in runs])}
                         for name, runs in values.items()}

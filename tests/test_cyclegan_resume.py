@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_same, run_cli
 from test_cyclegan_train import TINY, unpaired_layout
 
 pytestmark = pytest.mark.slow
@@ -30,21 +30,6 @@ def args_for(data, out):
 def losses(out):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [{key: value for key, value in line.items() if key not in TIMING} for line in lines]
-
-
-def assert_same(left, right, where="checkpoint"):
-    if isinstance(left, torch.Tensor):
-        assert isinstance(right, torch.Tensor) and left.dtype == right.dtype and torch.equal(left, right), where
-    elif isinstance(left, dict):
-        assert left.keys() == right.keys(), where
-        for key in left:
-            assert_same(left[key], right[key], f"{where}.{key}")
-    elif isinstance(left, (list, tuple)):
-        assert len(left) == len(right), where
-        for index, (a, b) in enumerate(zip(left, right)):
-            assert_same(a, b, f"{where}[{index}]")
-    else:
-        assert left == right, where
 
 
 def kill_after_first_checkpoint(args, checkpoint_file):

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, have_fashion_mnist
+from conftest import REPO, assert_same, have_fashion_mnist
 from darkroom import checkpoint
 from test_cyclegan_train import unpaired_layout
 
@@ -201,21 +201,6 @@ def needs_data(name: str):
 
 
 TRAINERS = [needs_data(name) for name in ("classifier", "gan", "cyclegan")]
-
-
-def assert_same(left, right, where: str) -> None:
-    if isinstance(left, torch.Tensor):
-        assert isinstance(right, torch.Tensor) and left.dtype == right.dtype and torch.equal(left, right), where
-    elif isinstance(left, dict):
-        assert left.keys() == right.keys(), where
-        for key in left:
-            assert_same(left[key], right[key], f"{where}.{key}")
-    elif isinstance(left, (list, tuple)):
-        assert len(left) == len(right), where
-        for index, (a, b) in enumerate(zip(left, right)):
-            assert_same(a, b, f"{where}[{index}]")
-    else:
-        assert left == right, where
 
 
 def metric_lines(run: Path, drop=VARIABLE) -> list[dict]:
