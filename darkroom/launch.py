@@ -1,12 +1,14 @@
 """--processes N on CPU: one training run as N local data-parallel ranks (gloo), each with its share of the cores.
 
-Why: on a small CPU, one process per core beats one process whose ops split over the cores. Each op of a small
-net is short, so intra-op threads spend much of a step waiting at barriers; two single-threaded ranks on half
-batches each keep a core busy (measured: 1.2x the images/s of one 2-thread process on 2 cores, same global batch,
-benchmarks/results/classifier_cpu_throughput.json). torchrun does the same on a cluster; this is its one-machine
-form without a second command. The parent only spawns, watches and returns the run folder's final metrics: the
-children are ordinary torchrun-style ranks (RANK, WORLD_SIZE, MASTER_ADDR/PORT), so dist.setup needs no case.
+Why: on a small CPU, one process per core can beat one process whose ops split over the cores: each op of a
+small net is short, so intra-op threads spend part of a step waiting at barriers. Measured on 2 cores
+(benchmarks/results/): darknet-small trains at 1.26x the plain loop's images/s as 2 ranks against 1.12x in one
+process; cpunet gained nothing end to end, so its preset stays in one process. torchrun does the same on a
+cluster; this is its one-machine form without a second command. The parent only spawns, watches and returns the
+run folder's final metrics: the children are ordinary torchrun-style ranks (RANK, WORLD_SIZE, MASTER_ADDR/PORT), so
+dist.setup needs no case.
 
+    darkroom train classifier --preset darknet-small            # the preset sets --processes 2
     darkroom train classifier --preset fashion-mnist-cpu --processes 2
 """
 from __future__ import annotations

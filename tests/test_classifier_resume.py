@@ -23,13 +23,16 @@ def final_weights(out):
 
 @needs_fashion
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, processes):
+    """processes 2: the parent launcher is killed; its ranks must die with it (else the resume finds the run live)."""
+    args = [*ARGS, "--processes", processes]
     reference = tmp_path / "reference"
-    assert run_cli([*ARGS, "--out", str(reference)]).returncode == 0
+    assert run_cli([*args, "--out", str(reference)]).returncode == 0
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    process = subprocess.Popen([sys.executable, "-m", "darkroom", *ARGS, "--out", str(killed)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "darkroom", *args, "--out", str(killed)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / "checkpoints" / "last.pt").exists() and time.time() < deadline:
@@ -40,7 +43,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
     state = final_weights(killed)["state"]
     assert state["step"] < 36, "the run finished before it was killed; the test proves nothing"
 
-    resumed = run_cli([*ARGS, "--out", str(killed), "--resume"])
+    resumed = run_cli([*args, "--out", str(killed), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout
     a, b = final_weights(reference), final_weights(killed)
