@@ -28,4 +28,5 @@ x, y = data.train_batch(order, 1, 0, Augment(pad=2, flip=True), generator)
 F.cross_entropy(net(x), y).backward()  # mean over this rank's shard; DDP averages over ranks
 if info.is_main:
     torch.save({name: p.grad for name, p in model.named_parameters()}, out)
+dist.barrier()  # no rank tears gloo down while another still talks to it (a rank exiting early aborted in CI once)
 dist.cleanup()
