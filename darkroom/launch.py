@@ -30,6 +30,7 @@ from darkroom.config import from_dict, to_dict
 from darkroom.dist import pick_device
 from darkroom.errors import RanksFailed, UserError
 
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -63,9 +64,9 @@ def local_ranks(trainer: str, task: str, cfg, argv: list[str] | None) -> dict:
     return the run folder's status and last metrics line. `task` names the default run folder."""
     n = cfg.processes
     cfg = replace(cfg, out=str(cfg.out or runs.default_run_dir(task)))
-    if not cfg.quiet:
-        print(f"training as {n} local ranks (gloo), {max(1, usable_cores() // n)} thread(s) each", flush=True)
     threads = max(1, usable_cores() // n)
+    if not cfg.quiet:
+        print(f"training as {n} local ranks (gloo), {threads} thread(s) each", flush=True)
     with tempfile.TemporaryDirectory(prefix="darkroom-ranks-") as folder:
         spec = Path(folder) / "run.json"
         spec.write_text(json.dumps({"trainer": trainer, "config": to_dict(cfg), "argv": argv, "threads": threads}))
