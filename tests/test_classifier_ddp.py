@@ -80,3 +80,12 @@ def test_processes_flag_failing_ranks_say_why_once(tmp_path):
 def test_processes_must_be_positive(tmp_path):
     result = run_cli(["train", "classifier", "--processes", "0", "--out", str(tmp_path / "run")])
     assert result.returncode == 2 and "--processes" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_non_finite_batch_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    result = torchrun([str(REPO / "tests" / "scripts" / "classifier_nan_rank.py"), str(tmp_path / "out")], timeout=120)
+    assert result.returncode == 0, result.stderr
+    ranks = [json.loads((tmp_path / f"out.rank{rank}.json").read_text()) for rank in (0, 1)]
+    for r in ranks:  # only rank 1 saw the NaN, yet neither stepped: weights and BatchNorm statistics as they were
+        assert r == {"stepped": False, "same_weights": True, "same_buffers": True}, ranks

@@ -144,18 +144,21 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
                buffers: tuple[torch.Tensor, ...] = ()) -> tuple[float, bool]:
     """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted
     (fp16: the GradScaler skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are
-    put back after a non-finite forward, whose train-mode pass fed them non-finite activations."""
+    put back after a non-finite forward, whose train-mode pass fed them non-finite activations.
+
+    Under DDP the skip is decided on the averaged gradients, which every rank holds alike after the backward's
+    all-reduce: one decision for all without a second exchange per step (a non-finite loss on any rank makes the
+    average non-finite)."""
     kept = [buffer.clone() for buffer in buffers]  # a few KB: norm layers' running means, variances, counts
     with precision.autocast(info.device, precision_name):
         loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-    non_finite = (~torch.isfinite(loss.detach())).float().reshape(1)
-    skip = bool(dist.all_reduce_sum(non_finite).item())  # every rank alike, or DDP's next all-reduce would hang
-    if skip and precision_name != "fp16":
-        put_back(buffers, kept)
-        optimizer.zero_grad(set_to_none=True)
-        return float("nan"), False
+    value = loss.item()
+    if info.world_size == 1 and not math.isfinite(value) and precision_name != "fp16":
+        return skipped(buffers, kept, optimizer)  # alone: no backward to spend
     scaler.scale(loss).backward()
-    if skip:  # fp16: the scaler skips this step; the backward reads the buffers, so they are put back after it
+    if info.world_size > 1 and precision_name != "fp16" and not finite_gradients(model):
+        return skipped(buffers, kept, optimizer)
+    if not math.isfinite(value):  # fp16 (the scaler skips the step) or a rank alone: non-finite activations fed them
         put_back(buffers, kept)
     decoupled_decay_(optimizer)
     scale_before = scaler.get_scale() if scaler.is_enabled() else 1.0
@@ -163,7 +166,19 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
-    return loss.item(), stepped
+    return value, stepped
+
+
+def finite_gradients(model: nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+
+
+def skipped(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor],
+            optimizer: torch.optim.Optimizer) -> tuple[float, bool]:
+    put_back(buffers, kept)
+    optimizer.zero_grad(set_to_none=True)
+    return float("nan"), False
 
 
 def put_back(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor]) -> None:
