@@ -58,3 +58,31 @@ def linear_decay_factor(epoch: float, constant_epochs: int, decay_epochs: int) -
     if epoch < constant_epochs:
         return 1.0
     return max(0.0, 1.0 - (epoch - constant_epochs) / max(1, decay_epochs))
+
+
+def parse_sizes(spec: str) -> list[tuple[int, float]]:
+    """'SIZE:EPOCHS,...' (progressive resizing) -> [(size, until_epoch), ...]; ValueError naming the bad part.
+
+    Each stage trains at SIZE px until epoch EPOCHS (counted from the start); the net then trains at full size.
+    """
+    stages: list[tuple[int, float]] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        size, sep, until = part.partition(":")
+        try:
+            stage = (int(size), float(until))
+        except ValueError:
+            raise ValueError(f"'{part}' is not SIZE:EPOCHS") from None
+        if not sep or stage[0] < 1 or not stage[1] > 0:
+            raise ValueError(f"'{part}' is not SIZE:EPOCHS with a positive size and epoch")
+        if stages and stage[1] <= stages[-1][1]:
+            raise ValueError(f"'{part}' does not end after the stage before it")
+        stages.append(stage)
+    return stages
+
+
+def size_at(stages: list[tuple[int, float]], step: int, steps_per_epoch: int) -> int | None:
+    """The training image size at `step` (None: full size) for parse_sizes' stages."""
+    for size, until in stages:
+        if step < round(until * steps_per_epoch):
+            return size
+    return None

@@ -65,6 +65,7 @@ def test_predict_any_size_and_mode(trained, tmp_path):
     (["train", "classifier", "--bogus-flag", "1"], "--bogus-flag"),
     (["eval", "classifier", "/no/such/run"], "/no/such/run"),
     (["predict", "/no/such/run", "x.png"], "x.png"),
+    (["train", "classifier", "--progressive", "20"], "--progressive"),
 ])
 def test_user_mistakes_are_one_sentence(args, culprit):
     result = run_cli(args)
@@ -107,3 +108,22 @@ def test_lr_find_writes_plot(tmp_path):
     result = run_cli(["lr-find", "--steps", "30", "--out", str(tmp_path / "lr.png")])
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "lr.png").stat().st_size > 1000 and "suggested learning rate" in result.stdout
+
+
+@needs_fashion
+@pytest.mark.parametrize("spec,says", [("28:1", "not smaller than the 28 px"), ("4:1", "too small for --arch cpunet")])
+def test_progressive_sizes_the_data_or_net_cannot_take_are_refused(tmp_path, spec, says):
+    result = run_cli(["train", "classifier", *QUICK, "--progressive", spec, "--out", str(tmp_path / "run")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--progressive size {spec.split(':')[0]} is {says}" in result.stderr, result.stderr
+
+
+@needs_fashion
+def test_progressive_resizing_trains_small_then_evaluates_at_full_size(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--progressive", "16:1",
+                      "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["train_size"] for line in lines] == [16, 28] and lines[-1]["test_acc"] > 0.5
+    assert json.loads((out / "config.json").read_text())["config"]["progressive"] == "16:1"

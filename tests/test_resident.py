@@ -2,9 +2,10 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from darkroom.data.arrays import ImageArrays
-from darkroom.data.resident import Augment, ResidentImages, channel_stats, random_crop
+from darkroom.data.resident import Augment, ResidentImages, channel_stats, random_crop, resize_batch
 
 
 def planted(n=64, c=3, size=8, seed=0):
@@ -71,3 +72,14 @@ def test_rank_shards_tile_the_global_batch():
              for r in range(2)]
     assert torch.equal(torch.cat([p[0] for p in parts]), whole)
     assert torch.equal(torch.cat([p[1] for p in parts]), labels)
+
+
+def test_resize_batch_matches_pillow_and_keeps_the_memory_format():
+    x = torch.rand(4, 3, 28, 28).contiguous(memory_format=torch.channels_last)
+    small = resize_batch(x, 20)
+    assert small.shape == (4, 3, 20, 20) and small.is_contiguous(memory_format=torch.channels_last)
+    for image, resized in zip(x.reshape(12, 28, 28), small.reshape(12, 20, 20)):  # what resizing the files would give
+        expected = np.asarray(Image.fromarray(image.numpy(), mode="F").resize((20, 20), Image.BILINEAR))
+        assert np.allclose(resized.numpy(), expected, atol=1e-5)
+    constant = torch.full((2, 1, 28, 28), 0.7)
+    assert torch.allclose(resize_batch(constant, 20), torch.full((2, 1, 20, 20), 0.7))

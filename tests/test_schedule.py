@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from darkroom.schedule import (linear_decay_factor, one_cycle_c, one_cycle_lr, one_cycle_momentum, warmup_cosine,
-                               warmup_linear_decay)
+from darkroom.schedule import (linear_decay_factor, one_cycle_c, one_cycle_lr, one_cycle_momentum, parse_sizes,
+                               size_at, warmup_cosine, warmup_linear_decay)
 
 N, DIV, PCT, LR = 1960, 50, 12.5, 2.0
 
@@ -55,3 +55,18 @@ def test_cyclegan_linear_decay():
     assert linear_decay_factor(150, 100, 100) == pytest.approx(0.5)
     assert linear_decay_factor(200, 100, 100) == 0.0
     assert not math.isnan(linear_decay_factor(0, 0, 0))
+
+
+def test_progressive_sizes_parse_and_switch_at_their_steps():
+    stages = parse_sizes("16:1, 22:2.5")
+    assert stages == [(16, 1.0), (22, 2.5)]
+    per_epoch = 10
+    sizes = [size_at(stages, step, per_epoch) for step in range(40)]
+    assert sizes == [16] * 10 + [22] * 15 + [None] * 15
+    assert parse_sizes("") == [] and size_at([], 0, per_epoch) is None
+
+
+@pytest.mark.parametrize("spec", ["16", "16:x", "0:1", "16:0", "16:2,20:2", "a:b"])
+def test_progressive_sizes_refuse_malformed_stages(spec):
+    with pytest.raises(ValueError, match="'"):
+        parse_sizes(spec)

@@ -56,6 +56,15 @@ class Augment:
         return x
 
 
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """x (B, C, H, W) float scaled to size x size (bilinear, antialiased), keeping its memory format: progressive
+    resizing trains early epochs on smaller, cheaper images."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.contiguous(memory_format=memory_format)
+
+
 def alternating_flip_bits(n: int) -> torch.Tensor:
     """Each image's fixed flip bit of airbench's alternating flip (seeded, so every rank and resume agree)."""
     return torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5

@@ -17,12 +17,13 @@ from tqdm import tqdm
 
 from darkroom import checkpoint, dist, launch, precision, runs
 from darkroom.config import differences, from_dict, option, to_dict
-from darkroom.data.resident import Augment
+from darkroom.data.resident import Augment, resize_batch
 from darkroom.errors import UserError
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
 from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
-from darkroom.schedule import one_cycle_lr, one_cycle_momentum, warmup_cosine, warmup_linear_decay
+from darkroom.schedule import (one_cycle_lr, one_cycle_momentum, parse_sizes, size_at, warmup_cosine,
+                               warmup_linear_decay)
 from darkroom.train import classifier_data
 from darkroom.train.classifier_data import Images
 from darkroom.train.classifier_eval import evaluate
@@ -59,6 +60,8 @@ class ClassifierConfig:
     bias_lr_scale: float = option(1.0, "learning-rate multiplier for biases (airbench uses 64 for BN biases)")
     label_smoothing: float = option(0.0, "label smoothing (arXiv:1512.00567)")
     ema: float = option(0.0, "EMA decay of the weights used for evaluation (0 = off)")
+    progressive: str = option("", "progressive resizing (fast.ai's DAWNBench): SIZE:EPOCHS[,SIZE:EPOCHS...] trains at "
+                                  "SIZE px until epoch EPOCHS, then at full size; evaluation is always at full size")
     pad: int = option(2, "reflection padding before the random crop (0 = no crop)")
     flip: bool = option(True, "random horizontal flips (turn off where a flip changes the label)")
     alternating_flip: bool = option(False, "airbench's alternating flip: each image flipped every other epoch")
@@ -181,6 +184,27 @@ def skipped(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor],
     return float("nan"), False
 
 
+def training_sizes(cfg: ClassifierConfig, model: nn.Module, channels: int, size: int) -> list[tuple[int, float]]:
+    """--progressive's stages, checked against the data's size and the net (one forward at each size)."""
+    try:
+        stages = parse_sizes(cfg.progressive)
+    except ValueError as error:
+        raise UserError(f"--progressive {cfg.progressive!r}: {error}") from None
+    device = next(model.parameters()).device
+    for stage_size, _ in stages:
+        if stage_size >= size:
+            raise UserError(f"--progressive size {stage_size} is not smaller than the {size} px training images")
+        was_training = model.training
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(2, channels, stage_size, stage_size, device=device))
+        except RuntimeError:
+            raise UserError(f"--progressive size {stage_size} is too small for --arch {cfg.arch}") from None
+        finally:
+            model.train(was_training)
+    return stages
+
+
 def put_back(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor]) -> None:
     for buffer, value in zip(buffers, kept):
         buffer.copy_(value)
@@ -218,6 +242,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     if stem is not None and cfg.whiten and saved is None:  # a resume loads the stem's weights
         whiten_init_(stem, train_set.normalise(data.whiten_images).float().contiguous().cpu())
     model = precision.to_memory_format(model.to(info.device), cfg.channels_last)
+    stages = training_sizes(cfg, model, channels, size)
     optimizer = build_optimizer(cfg, model)
     scaler = precision.make_scaler(precision_name, info.device)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
@@ -271,6 +296,9 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
                 lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
                 set_lr_momentum(optimizer, lr, momentum)
                 x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, augment, data_generator)
+                smaller = size_at(stages, state["step"], steps_per_epoch)
+                if smaller is not None:
+                    x = resize_batch(x, smaller)
                 loss, stepped = train_step(net, x, y, cfg, info, precision_name, optimizer, scaler, buffers)
                 if not stepped and cfg.on_nan == "stop":
                     stop_if_diverged(state["step"], precision_name, scaler, run_dir)
@@ -290,7 +318,9 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
             bar.close()
             state["train_time"] += time.time() - epoch_start
             if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
-                result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, state, epoch, started, folder)
+                trained_at = size_at(stages, state["step"] - 1, steps_per_epoch) or size  # the epoch's last step
+                result = end_epoch(cfg, info, ema.model if ema else model, test_set, augment, state, epoch, started,
+                                   folder, trained_at)
                 state.update(order=None, loss_sum=0.0, loss_count=0)
                 save(folder, cfg, model, optimizer, scaler, ema, data_generator, state, meta)
     except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
@@ -319,14 +349,15 @@ def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScale
 
 
 def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module, test_set: Images,
-              augment: Augment, state: dict, epoch: int, started: float, folder: runs.RunFolder | None) -> dict:
+              augment: Augment, state: dict, epoch: int, started: float, folder: runs.RunFolder | None,
+              train_size: int) -> dict:
     precision_name = precision.resolve(cfg.precision, info.device)
     tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
     test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
     record = {"epoch": epoch + 1, "step": state["step"], "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
               "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
               "elapsed": time.time() - started, "skipped_steps": state["skipped"],
-              "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"])}
+              "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"]), "train_size": train_size}
     print_main(info, f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.4f}  test loss {test_loss:.4f}  "
                f"acc {test_acc:.4f}  {record['train_time']:.1f}s")
     if folder:
