@@ -28,7 +28,7 @@ BUDGETS = {
                                                                           log_every=10, checkpoint_every=50),
                  "gpu": dict(epochs=2.0, epochs_decay=2.0)},
 }
-PRESETS = {"classifier": "fashion-mnist-cpu", "gan": "fashion-mnist-cpu", "cyclegan": "fashion-mnist-shoes"}
+PRESETS = {"classifier": "fashion-mnist-cpunet", "gan": "fashion-mnist-cpu", "cyclegan": "fashion-mnist-shoes"}
 EVAL_SAMPLES = {"full": 10000, "quick": 1000, "gpu": 10000}
 
 

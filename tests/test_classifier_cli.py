@@ -14,7 +14,7 @@ QUICK = ["--data", "fashion-mnist", "--sample", "0.05", "--test-sample", "0.1", 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "clf"
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out)])
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", *QUICK, "--out", str(out)])
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -87,7 +87,7 @@ def test_corrupt_idx_file_is_named(tmp_path):
 @needs_fashion
 def test_existing_run_refused_without_resume(trained):
     out, _ = trained
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out)])
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", *QUICK, "--out", str(out)])
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
@@ -95,7 +95,7 @@ def test_existing_run_refused_without_resume(trained):
 def test_resume_of_a_finished_run_says_so_and_touches_nothing(trained):
     out, _ = trained
     before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(out), "--resume"])
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", *QUICK, "--out", str(out), "--resume"])
     assert result.returncode == 0, result.stderr
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert result.stdout.strip() == (f"run {out} already finished ({last['step']} steps, test accuracy "
@@ -121,9 +121,16 @@ def test_progressive_sizes_the_data_or_net_cannot_take_are_refused(tmp_path, spe
 @needs_fashion
 def test_progressive_resizing_trains_small_then_evaluates_at_full_size(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--progressive", "16:1",
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", *QUICK, "--progressive", "16:1",
                       "--out", str(out)])
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["train_size"] for line in lines] == [16, 28] and lines[-1]["test_acc"] > 0.5
     assert json.loads((out / "config.json").read_text())["config"]["progressive"] == "16:1"
+
+
+@needs_fashion
+def test_progressive_stages_must_end_before_the_run(tmp_path):
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(tmp_path / "run")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--progressive '20:2' resizes until epoch 2 of the 2 epochs" in result.stderr, result.stderr

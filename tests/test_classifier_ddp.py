@@ -36,7 +36,7 @@ def test_two_ranks_average_to_the_union_batch_gradient(tmp_path):
 @pytest.mark.slow
 def test_two_rank_training_end_to_end(tmp_path):
     out = tmp_path / "ddp"
-    result = torchrun(["-m", "darkroom", "train", "classifier", "--preset", "fashion-mnist-cpu", "--sample", "0.03",
+    result = torchrun(["-m", "darkroom", "train", "classifier", "--preset", "fashion-mnist-cpunet", "--sample", "0.03",
                        "--test-sample", "0.1", "--epochs", "2", "--batch-size", "100", "--quiet", "--out", str(out)])
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -44,7 +44,7 @@ def test_two_rank_training_end_to_end(tmp_path):
     assert result.stdout.count("done: test accuracy") == 1  # rank 0 alone prints
 
 
-PROCESS_ARGS = ["train", "classifier", "--preset", "fashion-mnist-cpu", "--sample", "0.03", "--test-sample", "0.1",
+PROCESS_ARGS = ["train", "classifier", "--preset", "fashion-mnist-cpunet", "--sample", "0.03", "--test-sample", "0.1",
                 "--epochs", "1", "--batch-size", "100", "--deterministic", "--quiet"]
 
 

@@ -12,7 +12,7 @@ from conftest import needs_fashion, run_cli
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     out = tmp_path_factory.mktemp("judge") / "clf"
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", "--sample", "0.1", "--test-sample", "0.1",
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", "--sample", "0.1", "--test-sample", "0.1",
                       "--epochs", "2", "--batch-size", "200", "--quiet", "--out", str(out)])
     assert result.returncode == 0, result.stderr
     return out

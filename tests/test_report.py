@@ -12,7 +12,7 @@ from conftest import needs_fashion, run_cli
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", "--sample", "0.03", "--test-sample", "0.1",
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", "--sample", "0.03", "--test-sample", "0.1",
                       "--epochs", "2", "--batch-size", "100", "--quiet", "--out", str(root / "clf")])
     assert result.returncode == 0, result.stderr
     assert f"report: {root / 'clf' / 'report.html'}" in result.stdout

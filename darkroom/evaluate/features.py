@@ -1,6 +1,6 @@
 """Domain feature networks: the penultimate layer and the predicted class of a darkroom classifier run.
 
-The built-in Fashion-MNIST network is trained once with the `fashion-mnist-cpu` preset and cached;
+The built-in Fashion-MNIST network is trained once with the `fashion-mnist-cpunet` preset and cached;
 scores from it compare only with scores from the same network (REFERENCE.md section 4).
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ def builtin_feature_run(dataset: str = "fashion-mnist") -> Path:
         from darkroom.train import classifier
 
         print(f"training the built-in Fashion-MNIST feature network once; it is cached in {run_dir}")
-        settings = dict(classifier.PRESETS["fashion-mnist-cpu"], out=str(run_dir), quiet=False,
+        settings = dict(classifier.PRESETS["fashion-mnist-cpunet"], out=str(run_dir), quiet=False,
                         resume=(run_dir / "checkpoints" / "last.pt").exists())
-        classifier.run(config.build(classifier.CONFIG, settings), ["train", "classifier", "--preset", "fashion-mnist-cpu"])
+        argv = ["train", "classifier", "--preset", "fashion-mnist-cpunet"]
+        classifier.run(config.build(classifier.CONFIG, settings), argv)
     return run_dir
 
 
