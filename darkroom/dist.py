@@ -94,6 +94,15 @@ def finite_on_every_rank(value: torch.Tensor) -> bool:
     return float(all_reduce_sum(bad)) == 0.0
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank `src`'s buffers (BatchNorm running statistics). The classifier's DDP does not broadcast them
+    at each forward (broadcast_buffers=False, one exchange less per step): training reads none, so rank 0's evolve
+    as before, and this call before each evaluation makes every rank evaluate with them."""
+    if torch_dist.is_initialized():
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src)
+
+
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Send a picklable object from `src` to every rank (used for run folder names chosen on rank 0)."""
     if not torch_dist.is_initialized():

@@ -281,7 +281,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
         folder.set_status("running", resumes=0)
     meta = {"classes": data.classes, "mean": data.mean, "std": data.std, "channels": channels, "image_size": size}
 
-    net = nn.parallel.DistributedDataParallel(model) if info.distributed else model
+    net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if info.distributed else model
     net = precision.maybe_compile(net, cfg.compile)
     workers = f"{cfg.workers} DataLoader worker{'s' if cfg.workers != 1 else ''}" if cfg.workers else "the training process"
     where = f"streamed by {workers}" if data.streamed else f"resident on {info.device.type}"
@@ -361,6 +361,7 @@ def end_epoch(cfg: ClassifierConfig, info: dist.DistInfo, eval_model: nn.Module,
               train_size: int) -> dict:
     precision_name = precision.resolve(cfg.precision, info.device)
     tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
+    dist.broadcast_buffers(eval_model)  # rank 0's running statistics on every rank (DDP here does not send them)
     test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
     record = {"epoch": epoch + 1, "step": state["step"], "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
               "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
