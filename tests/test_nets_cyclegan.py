@@ -139,3 +139,12 @@ def test_init_is_normal_002_with_zero_bias():
     weight = G[3].branch[1].weight  # (256, 256, 3, 3)
     assert abs(weight.std().item() - 0.02) < 0.001
     assert all(torch.all(m.bias == 0) for m in G.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_blocks_option_overrides_the_generator_name():
+    from darkroom.train.cyclegan import build_generator
+
+    values = {"ngf": 8, "generator": "resnet_9blocks", "upsample": "deconv"}
+    for blocks, expected in ((0, 9), (3, 3), (None, 9)):
+        G = build_generator({**values, "blocks": blocks} if blocks is not None else values, 1, 1)  # None: older runs
+        assert sum(isinstance(m, cyclegan.ResidualBlock) for m in G) == expected

@@ -49,6 +49,7 @@ class CycleGANConfig:
     on_bad_image: str = option("fail", "an undecodable image: fail (one sentence, checkpoint kept) or skip and count",
                                choices=("fail", "skip"))
     generator: str = option("resnet_9blocks", "generator: " + ", ".join(GENERATOR_BLOCKS), choices=tuple(GENERATOR_BLOCKS))
+    blocks: int = option(0, "residual blocks of the generator (0: its name's 6 or 9)")
     ngf: int = option(64, "generator filters in the first layer")
     ndf: int = option(64, "discriminator filters in the first layer")
     d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)")
@@ -121,6 +122,8 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
         raise UserError(f"--batch-size {cfg.batch_size} must be a positive multiple of the {world_size} ranks")
     if cfg.epochs < 0 or cfg.epochs_decay < 0 or cfg.epochs + cfg.epochs_decay <= 0:
         raise UserError(f"--epochs {cfg.epochs} and --epochs-decay {cfg.epochs_decay} must be >= 0 and not both 0")
+    if cfg.blocks < 0:
+        raise UserError(f"--blocks must not be negative, not {cfg.blocks}")
     for flag, value in (("--lr", cfg.lr), ("--ngf", cfg.ngf), ("--ndf", cfg.ndf)):
         if value <= 0:
             raise UserError(f"{flag} must be positive, not {value}")
@@ -137,7 +140,7 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
 def build_generator(cfg_values: dict, in_channels: int, out_channels: int) -> nn.Module:
     """A ResNet generator from a (saved) config dict; memory-lean mode checkpoints its residual blocks."""
     return cyclegan_init_(resnet_generator(in_channels, out_channels, ngf=cfg_values["ngf"],
-                                           n_blocks=GENERATOR_BLOCKS[cfg_values["generator"]],
+                                           n_blocks=cfg_values.get("blocks") or GENERATOR_BLOCKS[cfg_values["generator"]],
                                            upsample=cfg_values["upsample"],
                                            checkpoint_blocks=cfg_values.get("memory_lean", False)))
 
