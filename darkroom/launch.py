@@ -2,7 +2,7 @@
 
 Why: on a small CPU, one process per core can beat one process whose ops split over the cores: each op of a
 small net is short, so intra-op threads spend part of a step waiting at barriers. Measured on 2 cores
-(benchmarks/results/): darknet-small trains at 1.26x the plain loop's images/s as 2 ranks against 1.12x in one
+(benchmarks/results/): darknet-small trains at 1.33x the plain loop's images/s as 2 ranks against 1.12x in one
 process; cpunet gained nothing end to end, so its preset stays in one process. torchrun does the same on a
 cluster; this is its one-machine form without a second command. The parent only spawns, watches and returns the
 run folder's final metrics: the children are ordinary torchrun-style ranks (RANK, WORLD_SIZE, MASTER_ADDR/PORT), so

@@ -75,7 +75,7 @@ class ClassifierConfig:
     compile: bool = option(False, "torch.compile the net")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     processes: int = option(1, "CPU: train as N data-parallel processes on this machine (gloo), each with its share "
-                               "of the cores (darknet-small: 1.12x faster on 2 cores); ignored on GPUs and under torchrun")
+                               "of the cores (darknet-small: 1.2x faster on 2 cores); ignored on GPUs and under torchrun")
     seed: int = option(0, "random seed")
     deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
     checkpoint_every: int = option(0, "also checkpoint every N steps (0 = at each epoch end only)")
@@ -103,7 +103,7 @@ PRESETS: dict[str, dict] = {
     # the lesson's darknet recipe: lr 1.3, wd 1e-4 coupled, 30 epochs, use_clr_beta (20, 20, 0.95, 0.85)
     "darknet-lesson": dict(arch="darknet", epochs=30.0, batch_size=256, lr=1.3, weight_decay=1e-4, div=20.0, pct=20.0,
                            mom_max=0.95, mom_min=0.85, nesterov=False, exempt_norm_bias=False, pad=4, tta="none"),
-    # the benchmark net of REFERENCE.md section 5 (Darknet [1, 2, 2], nf 16); 2 local ranks: 1.26x vs 1.12x the plain
+    # the benchmark net of REFERENCE.md section 5 (Darknet [1, 2, 2], nf 16); 2 local ranks: 1.33x vs 1.12x the plain
     # loop's images/s in one process (benchmarks/results/classifier_cpu_throughput.json)
     "darknet-small": dict(arch="darknet_small", epochs=2.0, batch_size=256, lr=0.4, pad=2, tta="none", channels_last=True,
                           processes=2),
