@@ -148,3 +148,10 @@ def test_blocks_option_overrides_the_generator_name():
     for blocks, expected in ((0, 9), (3, 3), (None, 9)):
         G = build_generator({**values, "blocks": blocks} if blocks is not None else values, 1, 1)  # None: older runs
         assert sum(isinstance(m, cyclegan.ResidualBlock) for m in G) == expected
+
+
+def test_negative_blocks_are_refused_in_one_sentence():
+    from darkroom.train.cyclegan import CycleGANConfig, check_config
+
+    with pytest.raises(UserError, match="--blocks must not be negative, not -1"):
+        check_config(CycleGANConfig(blocks=-1), 1)
