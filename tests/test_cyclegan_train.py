@@ -81,7 +81,7 @@ def test_fashion_mnist_pair_two_steps_through_the_cli(tmp_path):
     grid = Image.open(out / "samples" / "step-0000002.png")
     assert grid.mode == "L" and grid.width > 6 * 28  # six columns of 28-pixel images (native size), enlarged
     config = json.loads((out / "config.json").read_text())["config"]
-    assert config["batch_size"] == 8 and config["crop_size"] == 28 and config["load_size"] == 28
+    assert config["batch_size"] == 4 and config["crop_size"] == 28 and config["load_size"] == 28
 
 
 @pytest.mark.parametrize("mode,channels", [("L", 1), ("RGB", 3)])
