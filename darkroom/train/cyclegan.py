@@ -96,7 +96,8 @@ PRESETS: dict[str, dict] = {
     # for two shapes in one grey palette it holds the source shape back (judged target class 95.6% / 90.0% with it,
     # 97.6% / 95.7% without, same 742 iterations). 3 residual blocks instead of 6: twice the iterations in about the
     # same time. Batch 4 for 1.7 epochs (2523 iterations) instead of batch 8 for 2 (1484), same time: 97.8% / 98.3%,
-    # cycle L1 0.095 / 0.125, FID 33 / 21 (batch 8: 98.0% / 96.0%, 0.097 / 0.125, 37 / 25; benchmarks/results)
+    # cycle L1 0.095 / 0.125, FID 33 / 21 (benchmarks/results/cyclegan_cpu.json; batch 8, in its history: 98.0% /
+    # 96.0%, 0.097 / 0.125, 37 / 25)
     "fashion-mnist-shoes": dict(data="fashion-mnist:sneaker,ankle-boot", load_size=28, crop_size=28, identity=0.0,
                                 generator="resnet_6blocks", blocks=3, ngf=32, ndf=32, batch_size=4, epochs=0.94,
                                 epochs_decay=0.76, workers=0, log_every=50, sample_every=100, checkpoint_every=100),
