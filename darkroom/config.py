@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
         base = _base_type(hints[field.name])
-        help_text = field.metadata.get("help", "")
-        default_text = f" (default: {field.default})"
+        help_text = field.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help texts
+        default_text = f" (default: {field.default})".replace("%", "%%")
         if base is bool:
             parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text + default_text)
