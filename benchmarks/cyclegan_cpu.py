@@ -2,7 +2,8 @@
 it (same nets, same batch), iterations/s alternating in one process and peak memory per side in fresh processes;
 (b) the `fashion-mnist-shoes` preset trained through the CLI: time, grid, held-out translation accuracy and cycle error.
 
-    python -m benchmarks.cyclegan_cpu                    # both parts (about 15 minutes on 2 quiet cores)
+    python -m benchmarks.cyclegan_cpu                    # both parts (about 35 minutes on 2 quiet cores)
+    python -m benchmarks.cyclegan_cpu --only quality --seeds 3   # seed 0 timed alone, seeds 1-2 side by side
     python -m benchmarks.cyclegan_cpu --only speed --rounds 4
     python -m benchmarks.cyclegan_cpu --quick            # tiny settings: checks the code paths, numbers mean nothing
 Writes cyclegan_cpu.json (cyclegan_cpu-quick.json under --quick) to $OUT or benchmarks/results/.
@@ -48,11 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ngf", type=int, default=32)
     parser.add_argument("--processes", type=int, default=PRESET.get("processes", 1),
                         help="darkroom's ranks (--processes of the fashion-mnist-shoes preset by default)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="quality: train the preset with seeds 0..N-1; seed 0 alone on every core (its wall time is "
+                             "the 10-minute claim), the others after it side by side, one core each (quality only); "
+                             "the acceptance is judged on the worst seed")
     parser.add_argument("--run", default=None, help="quality: evaluate this finished run instead of training one")
     parser.add_argument("--memory-probe", choices=("darkroom", "darkroom-lean", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.size, args.batch_size, args.ngf = 2, 1, 32, 2, 4
+        args.seeds = min(args.seeds, 2)
     args.threads = args.threads or common.usable_cores()
     return args
 
@@ -214,22 +220,31 @@ def memory(args: argparse.Namespace) -> dict:
 # -- quality -------------------------------------------------------------------------------------------
 
 
-def train_preset(args: argparse.Namespace, work: Path) -> tuple[Path, dict]:
-    run = work / "fashion-mnist-shoes"
+def train_presets(args: argparse.Namespace, work: Path, seeds: list[int], threads: int) -> list[tuple[Path, dict]]:
+    """Train the preset once per seed through the CLI, all at once, `threads` torch threads each."""
     extra = ["--ngf", "4", "--ndf", "4", "--stop-after", "4", "--val-images", "8"] if args.quick else []
-    command = [sys.executable, "-m", "darkroom", "train", "cyclegan", "--preset", "fashion-mnist-shoes", *extra,
-               "--out", str(run), "--quiet"]
     started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    jobs = []
+    for seed in seeds:
+        run = work / f"fashion-mnist-shoes-seed{seed}"
+        command = [sys.executable, "-m", "darkroom", "train", "cyclegan", "--preset", "fashion-mnist-shoes", *extra,
+                   "--seed", str(seed), "--out", str(run), "--quiet"]
+        jobs.append((run, command, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                    cwd=common.REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})))
+    outputs = [job.communicate() for _, _, job in jobs]
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
-    if result.returncode != 0:
-        raise SystemExit(f"training failed: {result.stderr[-2000:]}")
-    status = json.loads((run / "status.json").read_text())
-    return run, {"command": " ".join(command[1:]), "wall_s": wall, "cpu_s": cpu, "train_time_s": status.get("train_time"),
-                 "iterations": status.get("step"), "summary": result.stdout.strip().splitlines()[-1]}
+    trained = []
+    for (run, command, job), (stdout, stderr) in zip(jobs, outputs):
+        if job.returncode != 0:
+            raise SystemExit(f"training {run.name} failed: {stderr[-2000:]}")
+        status = json.loads((run / "status.json").read_text())
+        trained.append((run, {"command": " ".join(command[1:]), "wall_s": wall, "cpu_s": cpu / len(jobs),
+                              "torch_threads": threads, "runs_side_by_side": len(jobs),
+                              "train_time_s": status.get("train_time"), "iterations": status.get("step"),
+                              "summary": stdout.strip().splitlines()[-1]}))
+    return trained
 
 
 def darkroom_eval(run: Path, threads: int) -> dict | None:
@@ -278,11 +293,20 @@ def own_quality(run: Path, quick: bool) -> dict:
     return figures
 
 
+SCORES = ("translation_target_accuracy", "translation_cycle_l1", "translation_fid")
+
+
 def quality(args: argparse.Namespace, work: Path) -> dict:
+    """Seed 0 (or --run) in full: training, grid, `darkroom eval cyclegan`, own numbers. With --seeds N > 1, seeds
+    1..N-1 as well (their scores only), and the acceptance judged on the worst of the N seeds."""
     if args.run:
-        run, training = Path(args.run), {"reused_run": args.run}
+        runs = [(Path(args.run), {"reused_run": args.run})]
     else:
-        run, training = train_preset(args, work)
+        runs = train_presets(args, work, [0], args.threads)  # timed alone: the 10-minute claim
+        if args.seeds > 1:
+            others = list(range(1, args.seeds))
+            runs += train_presets(args, work, others, max(1, args.threads // len(others)))
+    run, training = runs[0]
     samples = sorted((run / "samples").glob("*.png"))
     kept = None
     if samples and not args.quick:
@@ -293,12 +317,30 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
     figures = {"training": training, "grid": str(kept.relative_to(common.REPO)) if kept and kept.is_relative_to(common.REPO)
                else str(kept), "darkroom_eval": evaluated, "own": own_quality(run, args.quick),
                "metrics_tail": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()[-2:]]}
-    if evaluated and "error" not in evaluated:  # issue 4's acceptance 5, judged by darkroom eval cyclegan's numbers
-        figures["acceptance"] = {
-            **{f"target_accuracy_{d} >= 0.95": evaluated[f"translation_target_accuracy_{d}"] >= 0.95 for d in ("a2b", "b2a")},
-            **{f"cycle_l1_{d} <= 0.1": evaluated[f"translation_cycle_l1_{d}"] <= 0.1 for d in ("a2b", "b2a")},
-            "training <= 600 s": None if training.get("wall_s") is None else training["wall_s"] <= 600}
+    if not evaluated or "error" in evaluated:
+        return figures
+    seeds = [{"seed": 0 if not args.run else None, "training": training, **pick_scores(evaluated)}]
+    for other_run, other_training in runs[1:]:
+        other = darkroom_eval(other_run, args.threads)
+        if not other or "error" in other:
+            raise SystemExit(f"darkroom eval cyclegan {other_run} failed: {other}")
+        seeds.append({"seed": int(other_run.name.rsplit("seed", 1)[1]), "training": other_training, **pick_scores(other)})
+    figures["seeds"] = seeds
+    worst = {f"{score}_{d}": (max if score == "translation_cycle_l1" else min)(seed[f"{score}_{d}"] for seed in seeds)
+             for score in SCORES[:2] for d in ("a2b", "b2a")}
+    figures["worst_seed"] = {**worst, "seeds": len(seeds)}
+    figures["mean_over_seeds"] = {f"{score}_{d}": sum(seed[f"{score}_{d}"] for seed in seeds) / len(seeds)
+                                  for score in SCORES for d in ("a2b", "b2a")}
+    figures["acceptance"] = {  # issue 4's acceptance 5 on the worst seed, by darkroom eval cyclegan's numbers
+        **{f"target_accuracy_{d} >= 0.95": worst[f"translation_target_accuracy_{d}"] >= 0.95 for d in ("a2b", "b2a")},
+        **{f"cycle_l1_{d} <= 0.1": worst[f"translation_cycle_l1_{d}"] <= 0.1 for d in ("a2b", "b2a")},
+        "training <= 600 s": None if training.get("wall_s") is None else training["wall_s"] <= 600,
+        "judged on": f"the worst of {len(seeds)} seed(s)"}
     return figures
+
+
+def pick_scores(evaluated: dict) -> dict:
+    return {f"{score}_{d}": evaluated[f"{score}_{d}"] for score in SCORES for d in ("a2b", "b2a")}
 
 
 def quality_rows(quality_figures: dict) -> list[dict]:
@@ -317,6 +359,17 @@ def quality_rows(quality_figures: dict) -> list[dict]:
         row["target"], row["met"] = ">= 0.95 and cycle L1 <= 0.1", bool(
             scores[f"translation_target_accuracy_{direction}"] >= 0.95 and scores[f"translation_cycle_l1_{direction}"] <= 0.1)
         rows.append(row)
+    worst, seeds = quality_figures.get("worst_seed"), quality_figures.get("seeds", [])
+    if worst and len(seeds) > 1:
+        for direction, target in (("a2b", "ankle boot"), ("b2a", "sneaker")):
+            accuracy, cycle = worst[f"translation_target_accuracy_{direction}"], worst[f"translation_cycle_l1_{direction}"]
+            per_seed = ", ".join(f"seed {seed['seed']}: {seed[f'translation_target_accuracy_{direction}']:.3f} / "
+                                 f"{seed[f'translation_cycle_l1_{direction}']:.3f}" for seed in seeds)
+            row = common.comparison_row(
+                f"fashion-mnist-shoes {direction}: judged {target}, worst of {len(seeds)} seeds (CPU)", accuracy, None,
+                "accuracy", "-", note=f"worst cycle L1 {cycle:.3f}; accuracy / cycle L1 per seed: {per_seed}")
+            row["target"], row["met"] = ">= 0.95 and cycle L1 <= 0.1 on every seed", bool(accuracy >= 0.95 and cycle <= 0.1)
+            rows.append(row)
     return rows
 
 
@@ -352,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
                 "speed_data": "fixed random batches (data loading excluded on both sides)",
                 "memory": "peak RSS during 3 iterations above the RSS with nets and batches built, one fresh process per side",
                 "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "
-                           "test sneakers and ankle boots (never seen in training or selection)"}
+                           "test sneakers and ankle boots (never seen in training or selection)",
+                "quality_seeds": 1 if args.run else args.seeds}
     load = os.getloadavg()
     notes = (f"Load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (1/5/15 min) when written on {common.usable_cores()} "
              "cores: above the core count, other jobs shared the machine and wall-clock numbers are pessimistic; CPU "

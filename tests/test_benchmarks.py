@@ -179,3 +179,24 @@ def test_classifier_cpu_quick(tmp_path):
     assert accuracy["settings"]["quick"] is True
     fastai = check_record(tmp_path / "classifier_cpu_fastai-quick.json")
     assert fastai["figures"]["status"] in ("run", "not run")
+
+
+@pytest.mark.slow
+def test_cyclegan_cpu_quality_quick_judges_the_worst_seed(tmp_path):
+    """Two tiny seeds trained side by side and scored by `darkroom eval cyclegan`: the acceptance reads the worst."""
+    run_module("benchmarks.cyclegan_cpu", ["--quick", "--only", "quality", "--seeds", "2"], tmp_path, timeout=900)
+    record = check_record(tmp_path / "cyclegan_cpu-quick.json")
+    quality = record["figures"]["quality"]
+    seeds = quality["seeds"]
+    assert [seed["seed"] for seed in seeds] == [0, 1]
+    assert seeds[0]["training"]["runs_side_by_side"] == seeds[1]["training"]["runs_side_by_side"] == 1
+    assert seeds[0]["translation_cycle_l1_b2a"] == quality["darkroom_eval"]["translation_cycle_l1_b2a"]
+    assert "--seed 1" in seeds[1]["training"]["command"]
+    for d in ("a2b", "b2a"):
+        assert quality["worst_seed"][f"translation_cycle_l1_{d}"] == max(s[f"translation_cycle_l1_{d}"] for s in seeds)
+        assert quality["worst_seed"][f"translation_target_accuracy_{d}"] == min(
+            s[f"translation_target_accuracy_{d}"] for s in seeds)
+    assert seeds[0]["translation_cycle_l1_b2a"] != seeds[1]["translation_cycle_l1_b2a"]  # two seeds, two runs
+    assert quality["acceptance"]["judged on"] == "the worst of 2 seed(s)"
+    assert quality["acceptance"]["cycle_l1_b2a <= 0.1"] is False  # 4 iterations of 4-filter nets
+    assert [row["comparison"].split(":")[0] for row in record["rows"]] == ["fashion-mnist-shoes a2b", "fashion-mnist-shoes b2a"] * 2
