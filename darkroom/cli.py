@@ -29,6 +29,41 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
+def at_least(low: int):
+    """An argparse type: an int >= low (argparse then says "argument --n: must be at least 1, not 0")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+def output_file(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """A file darkroom will write: not a folder, under a folder (or where one can be made), of a known kind."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    blocking = next((parent for parent in target.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"{flag} {path} cannot be written: {blocking} is a file, not a folder")
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} {path} must end in {' or '.join(suffixes)}")
+    return target
+
+
+def output_folder(path: str, flag: str) -> Path:
+    """A folder darkroom will write into: not an existing file, nor under one."""
+    target = Path(path)
+    blocking = next((p for p in (target, *target.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"{flag} {path} cannot be a folder: {blocking} is a file")
+    return target
+
+
 def trainer_module(task: str):
     return importlib.import_module(TRAINERS[task])
 
@@ -73,13 +108,13 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
         sub = kinds.add_parser(kind, help=text)
         sub.add_argument("run", help=f"{kind} run folder")
         if kind == "gan":
-            sub.add_argument("--n", type=int, default=10000, help="samples to draw (compare runs only at equal n)")
+            sub.add_argument("--n", type=at_least(2), default=10000, help="samples to draw (compare runs only at equal n)")
         add_judge_flags(sub)
     images = kinds.add_parser("images", help="any folder of generated images vs real images")
     images.add_argument("--fake", required=True, help="folder of generated images")
     images.add_argument("--real", required=True, help="held-out real images: a folder or dataset:split (fashion-mnist:test)")
     images.add_argument("--train", help="the real images the model learned from (for memorization and the floor)")
-    images.add_argument("--n", type=int, default=None, help="use the first n fake images")
+    images.add_argument("--n", type=at_least(2), default=None, help="use the first n fake images")
     images.add_argument("--json", default="eval.json", help="where to write the numbers")
     add_judge_flags(images)
 
@@ -95,7 +130,7 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     finder.add_argument("--arch", default=None)
     finder.add_argument("--start", type=float, default=1e-4)
     finder.add_argument("--end", type=float, default=10.0)
-    finder.add_argument("--steps", type=int, default=100)
+    finder.add_argument("--steps", type=at_least(5), default=100)
     finder.add_argument("--out", default="lr-find.png")
     finder.add_argument("--device", default="auto")
 
@@ -118,6 +153,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         device = pick_device(args.device)
         if args.kind == "images":
+            output_file(args.json, "--json", (".json",))
             evaluate.eval_images(args.fake, args.real, args.train, args.features, args.inception_weights, args.n,
                                  args.seed, Path(args.json), device)
             return 0
@@ -129,6 +165,8 @@ def run_eval(args: argparse.Namespace) -> int:
             evaluate.eval_cyclegan(args.run, args.features, args.inception_weights, args.seed, device)
         return 0
 
+    if args.json:
+        output_file(args.json, "--json")
     if not Path(args.run).exists():
         raise UserError(f"run folder {args.run} does not exist")
     result = evaluate_run(args.run, pick_device(args.device), args.data_root)
@@ -157,7 +195,10 @@ def run_lr_find(args: argparse.Namespace) -> int:
     from darkroom.train.classifier import CONFIG, PRESETS
     from darkroom.train.classifier_lr_find import lr_find
 
-    values = dict(PRESETS[args.preset]) if args.preset in PRESETS else {}
+    if args.preset not in PRESETS:
+        raise UserError(f"--preset {args.preset} is not a classifier preset: use one of {', '.join(PRESETS)}")
+    output_file(args.out, "--out", (".png", ".svg", ".pdf"))
+    values = dict(PRESETS[args.preset])
     values.update({k: v for k, v in (("data", args.data), ("arch", args.arch), ("device", args.device)) if v})
     result = lr_find(config_io.build(CONFIG, values), args.start, args.end, args.steps, Path(args.out))
     print(f"suggested learning rate {result['suggested_lr']:.3g} (steepest descent); plot {args.out}")
@@ -180,6 +221,7 @@ def run_sample(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
     from darkroom.train.gan_sample import interpolation_strip, sample_grid
 
+    output_file(args.out, "--out", (".png",))
     if not Path(args.run).is_dir():
         raise UserError(f"run folder {args.run} does not exist")
     device = pick_device(args.device)
@@ -207,6 +249,7 @@ def run_translate(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
     from darkroom.train.cyclegan_translate import translate_folder
 
+    output_folder(args.output_dir, "output folder")
     if not Path(args.run).exists():
         raise UserError(f"run folder {args.run} does not exist")
     result = translate_folder(args.run, args.direction, args.input_dir, args.output_dir, pick_device(args.device),
@@ -246,7 +289,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from darkroom.demo import run_demo as demo
     from darkroom.runs import default_run_dir
 
-    demo(Path(args.out) if args.out else default_run_dir("demo"), args.quick)
+    demo(output_folder(args.out, "--out") if args.out else default_run_dir("demo"), args.quick)
     return 0
 
 

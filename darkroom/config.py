@@ -15,9 +15,12 @@ from typing import Any
 from darkroom.errors import UserError
 
 
-def option(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A config field: default, help string and optional allowed values."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: tuple | None = None, low: float | None = None,
+           above: float | None = None, high: float | None = None) -> Any:
+    """A config field: default, help string, optional allowed values and bounds (low <= value, above < value,
+    value <= high), checked with the value's type wherever a config is built (flags, TOML, a resumed run's JSON)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "low": low, "above": above,
+                                                        "high": high})
 
 
 def flag_name(field_name: str) -> str:
@@ -69,21 +72,56 @@ def read_toml(config_class: type, path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"config file {path} is not valid TOML: {error}") from None
-    return {key.replace("-", "_"): value for key, value in values.items()}
+    return check_values(config_class, {key.replace("-", "_"): value for key, value in values.items()},
+                        f"config file {path}: ")
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _typed(flag: str, value: Any, kind: Any) -> Any:
+    """`value` as the field's type (an int is a fine float), or a UserError naming the flag."""
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{flag} must be a list, not {value!r}")
+        return tuple(_typed(flag, item, typing.get_args(kind)[0]) for item in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in _KINDS and (type(value) is not kind):
+        raise UserError(f"{flag} must be {_KINDS[kind]}, not {value!r}")
+    return value
+
+
+def check_values(config_class: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Each value typed and within its field's choices and bounds; a UserError naming the first that is not."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    checked = {}
+    for key, value in values.items():
+        name = where + (key if where else flag_name(key))  # a TOML file's key as written there; else the flag
+        if key not in fields:
+            raise UserError(f"{where}unknown setting {key if where else flag_name(key)}")
+        meta = fields[key].metadata
+        optional = type(None) in typing.get_args(hints[key])
+        value = None if value is None and optional else _typed(name, value, _base_type(hints[key]))
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        if value is not None and not isinstance(value, (str, bool, tuple)):
+            if meta.get("low") is not None and value < meta["low"]:
+                raise UserError(f"{name} must be at least {meta['low']:g}, not {value:g}")
+            if meta.get("above") is not None and value <= meta["above"]:
+                raise UserError(f"{name} must be greater than {meta['above']:g}, not {value:g}")
+            if meta.get("high") is not None and value > meta["high"]:
+                raise UserError(f"{name} must be at most {meta['high']:g}, not {value:g}")
+        checked[key] = value
+    return checked
 
 
 def build(config_class: type, values: dict[str, Any]) -> Any:
-    """Construct and validate: unknown keys and disallowed choices are user errors naming the key."""
-    fields = {field.name: field for field in dataclasses.fields(config_class)}
-    for key, value in values.items():
-        if key not in fields:
-            raise UserError(f"unknown setting {flag_name(key)} for {config_class.__name__}")
-        choices = fields[key].metadata.get("choices")
-        if choices and value not in choices:
-            raise UserError(f"{flag_name(key)} must be one of {', '.join(map(str, choices))}, not {value!r}")
-        if isinstance(value, list):
-            values[key] = tuple(value)
-    return config_class(**values)
+    """Construct and validate: unknown keys, wrong types, disallowed choices and out-of-bounds values are user errors
+    naming the flag."""
+    return config_class(**check_values(config_class, values))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

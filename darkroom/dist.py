@@ -11,6 +11,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as torch_dist
 
+from darkroom.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,15 +30,31 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def pick_device(name: str) -> torch.device:
-    """`auto` picks cuda when present, else mps, else cpu."""
+    """`auto` picks cuda when present, else mps, else cpu; a named device that is not there is a UserError."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {name}: this machine has no CUDA GPU that torch {torch.__version__} can use")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {name}: there are only {count} CUDA GPUs (cuda:0 to cuda:{count - 1})")
+    elif device.type == "mps" and not _mps_available():
+        raise UserError(f"--device {name}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name}: darkroom runs on cpu, cuda or mps")
+    return device
 
 
 def setup(device_name: str = "auto") -> DistInfo:

@@ -2,6 +2,7 @@
 import argparse
 
 import pytest
+import torch
 
 from darkroom import cli
 
@@ -42,3 +43,65 @@ def test_help_prints_for_every_command(command, capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: darkroom") and "--help" in out
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["train", "classifier", "--batch-size", "-4"], "--batch-size must be at least 1, not -4"),  # once looped forever
+    (["train", "classifier", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+    (["train", "classifier", "--epochs", "0"], "--epochs must be greater than 0, not 0"),
+    (["train", "classifier", "--lr", "0"], "--lr must be greater than 0, not 0"),
+    (["train", "classifier", "--sample", "1.5"], "--sample must be at most 1, not 1.5"),
+    (["train", "classifier", "--test-sample", "0"], "--test-sample must be greater than 0, not 0"),
+    (["train", "gan", "--lr", "-1"], "--lr must be at least 0, not -1"),
+    (["train", "gan", "--image-size", "0"], "--image-size must be at least 16, not 0"),
+    (["train", "classifier", "--device", "bogus"], "--device 'bogus' is not a device"),
+    (["train", "cyclegan", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "cyclegan", "--device", "cuda:99"],
+     "--device cuda"),
+    (["eval", "gan", "no-such-run", "--n", "0"], "argument --n: must be at least 2, not 0"),
+    (["eval", "images", "--fake", "f", "--real", "r", "--n", "x"], "argument --n: invalid whole number: 'x'"),
+    (["lr-find", "--steps", "0"], "argument --steps: must be at least 5, not 0"),
+    (["lr-find", "--preset", "bogus"], "--preset bogus is not a classifier preset"),
+    (["lr-find", "--out", "plot.txt"], "--out plot.txt must end in .png or .svg or .pdf"),
+    (["sample", "no-such-run", "--out", "grid.jpg"], "--out grid.jpg must end in .png"),
+])
+def test_a_bad_value_is_one_sentence_before_any_work(argv, culprit, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("darkroom: error: ") and culprit in err, err
+    assert "Traceback" not in err
+
+
+def test_outputs_that_cannot_be_written_are_named(tmp_path, capsys):
+    a_file, a_folder = tmp_path / "a-file", tmp_path / "a-folder"
+    a_file.write_text("x")
+    a_folder.mkdir()
+    cases = [
+        (["sample", "no-such-run", "--out", str(a_folder)], f"--out {a_folder} is a folder; give a file name"),
+        (["sample", "no-such-run", "--out", str(a_file / "grid.png")], f"{a_file} is a file, not a folder"),
+        (["eval", "classifier", "no-such-run", "--json", str(a_folder)], f"--json {a_folder} is a folder"),
+        (["eval", "images", "--fake", "f", "--real", "r", "--json", str(a_file / "x.json")], f"{a_file} is a file"),
+        (["translate", "no-such-run", "in", str(a_file)], f"output folder {a_file} cannot be a folder: {a_file} is a file"),
+        (["demo", "--out", str(a_file / "demo")], f"--out {a_file / 'demo'} cannot be a folder: {a_file} is a file"),
+    ]
+    for argv, culprit in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and culprit in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"] and a_file.read_text() == "x"
+    assert list(a_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("toml, culprit", [
+    ('epochs = "five"', "epochs must be a number, not 'five'"),
+    ("batch_size = true", "batch_size must be a whole number, not True"),
+    ("batch_size = 2.5", "batch_size must be a whole number, not 2.5"),
+    ("batch_size = -1", "batch_size must be at least 1, not -1"),
+    ("bogus_key = 1", "unknown setting bogus_key"),
+])
+def test_a_bad_config_file_value_names_the_file_and_key(toml, culprit, tmp_path, capsys):
+    path = tmp_path / "settings.toml"
+    path.write_text(toml + "\n")
+    assert cli.main(["train", "classifier", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"config file {path}: " in err and culprit in err, err
+    assert not (tmp_path / "run").exists()

@@ -230,6 +230,27 @@ def test_bad_input_through_the_console_has_no_traceback(tmp_path):
     assert str(tmp_path / "absent") in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_on_bad_image_skip_leaves_out_files_that_do_not_decode(tmp_path, capsys):
+    """--on-bad-image skip once stopped at the header check of folder data all the same."""
+    data = unpaired_layout(tmp_path / "set", "L", count=7)
+    (data / "trainB" / "003.png").write_bytes(b"this is not an image")
+    args = ["--data", str(data), *TINY, "--val-images", "0", "--load-size", "16", "--crop-size", "16",
+            "--batch-size", "2", "--epochs", "1", "--epochs-decay", "0"]
+    code, _, stderr = train_in_process([*args, "--out", str(tmp_path / "fails")], capsys)
+    assert code == 2 and "003.png is not a readable image" in stderr and "--on-bad-image skip" in stderr
+    out = tmp_path / "skips"
+    code, stdout, stderr = train_in_process([*args, "--on-bad-image", "skip", "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert "left out 0 unreadable file(s) of domain A and 1 of domain B" in stdout
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert (saved["meta"]["train_a"], saved["meta"]["train_b"]) == (7, 6)  # 7 A images per epoch: 3 steps of 2
+    assert saved["state"]["step"] == 3
+    for name in ("000.png", "001.png", "002.png", "004.png", "005.png", "006.png"):
+        (data / "trainB" / name).write_bytes(b"nor is this")
+    code, _, stderr = train_in_process([*args, "--on-bad-image", "skip", "--out", str(tmp_path / "none")], capsys)
+    assert code == 2 and "domain B has no readable image" in stderr
+
+
 def test_truncated_file_found_mid_run_keeps_the_run(tmp_path, capsys):
     data = unpaired_layout(tmp_path / "set", "L", count=12)
     whole = (data / "trainA" / "010.png").read_bytes()
@@ -366,6 +387,12 @@ def test_translate_names_unreadable_files(gray_run, tmp_path):
     result = translate_folder(gray_run, "b2a", inputs, tmp_path / "out", torch.device("cpu"), on_bad_image="skip",
                               progress=False)
     assert result["translated"] == 2 and len(result["skipped"]) == 1 and "broken.png" in result["skipped"][0]
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    (only_bad / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(UserError, match="none of the 1 images in .*only-bad could be read; the first: .*broken.png"):
+        translate_folder(gray_run, "b2a", only_bad, tmp_path / "out2", torch.device("cpu"), on_bad_image="skip",
+                         progress=False)
     with pytest.raises(UserError, match="input folder"):
         translate_folder(gray_run, "a2b", inputs, inputs, torch.device("cpu"), progress=False)
     with pytest.raises(UserError, match="direction"):

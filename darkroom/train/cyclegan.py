@@ -175,7 +175,11 @@ class Data:
 def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
     domain_a, domain_b, source = data_io.resolve_domains(cfg.data, cfg.data_a, cfg.data_b, cfg.data_root, cfg.sha256,
                                                          cfg.download_base, progress=info.is_main and not cfg.quiet)
-    channels = (data_io.domain_channels(domain_a, cfg.channels, "A"), data_io.domain_channels(domain_b, cfg.channels, "B"))
+    (channels_a, domain_a, bad_a), (channels_b, domain_b, bad_b) = (
+        data_io.check_domain(domain, cfg.channels, label, cfg.on_bad_image) for domain, label in ((domain_a, "A"), (domain_b, "B")))
+    channels = (channels_a, channels_b)
+    if (bad_a or bad_b) and info.is_main:
+        print(f"left out {bad_a} unreadable file(s) of domain A and {bad_b} of domain B (--on-bad-image skip)")
     if channels[0] != channels[1] and cfg.identity > 0:
         raise UserError(f"domain A has {channels[0]} channel(s) and domain B {channels[1]}: the identity loss needs "
                         "equal channels; pass --identity 0 or --channels 1/3")
@@ -185,7 +189,7 @@ def load_data(cfg: CycleGANConfig, info: dist.DistInfo) -> Data:
              for split, c in zip(splits, channels)]
     # held-out images for grids and validation numbers; without a hold-out, the first few training images for grids
     fixed = tuple(data_io.fixed_images(data_io.streaming(split[1] or split[0], cfg.crop_size, cfg.load_size, c, False,
-                                                         False, "fail"), 64 if split[1] else 8)
+                                                         False, cfg.on_bad_image), 64 if split[1] else 8)
                   for split, c in zip(splits, channels))
     sizes = (len(train[0]), len(train[1]))
     steps_per_epoch = max(sizes) // cfg.batch_size  # an epoch is max(|A|, |B|) images per domain, as the reference

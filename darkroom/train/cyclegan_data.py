@@ -150,20 +150,37 @@ def _probe(path: Path) -> str:
         raise BadImage(f"{shown(path)} is not a readable image ({detail})") from None
 
 
-def domain_channels(domain: DomainFiles, channels: str, label: str) -> int:
-    """1 or 3: as asked, else what every file of the domain is; a domain mixing grayscale and colour is an error."""
+def _probe_or_error(path: Path) -> str | BadImage:
+    try:
+        return _probe(path)
+    except BadImage as error:
+        return error
+
+
+def check_domain(domain: DomainFiles, channels: str, label: str, on_bad_image: str) -> tuple[int, DomainFiles, int]:
+    """(1 or 3, the domain, unreadable files dropped): channels as asked, else what every file of the domain is; a
+    domain mixing grayscale and colour is an error. A file whose header does not decode stops the run naming it, or
+    with on_bad_image "skip" is left out and counted (a domain left with none is an error)."""
     if domain.arrays is not None:
-        return int(channels) if channels != "auto" else domain.arrays.shape[1]
+        return (int(channels) if channels != "auto" else domain.arrays.shape[1]), domain, 0
     with ThreadPoolExecutor(8) as pool:
-        modes = list(pool.map(_probe, domain.paths))
+        probed = list(pool.map(_probe_or_error, domain.paths))
+    bad = [index for index, mode in enumerate(probed) if isinstance(mode, BadImage)]
+    if bad and on_bad_image != "skip":
+        raise UserError(f"{probed[bad[0]]} (pass --on-bad-image skip to leave such files out)")
+    if len(bad) == len(probed):
+        raise UserError(f"domain {label} has no readable image: {probed[0]}")
+    if bad:
+        kept = [index for index in range(len(probed)) if not isinstance(probed[index], BadImage)]
+        domain, probed = domain.subset(kept), [probed[index] for index in kept]
     if channels != "auto":
-        return int(channels)
-    gray = [path for path, mode in zip(domain.paths, modes) if mode in GRAYSCALE_MODES]
-    colour = [path for path, mode in zip(domain.paths, modes) if mode not in GRAYSCALE_MODES]
+        return int(channels), domain, len(bad)
+    gray = [path for path, mode in zip(domain.paths, probed) if mode in GRAYSCALE_MODES]
+    colour = [path for path, mode in zip(domain.paths, probed) if mode not in GRAYSCALE_MODES]
     if gray and colour:
         raise UserError(f"domain {label} mixes grayscale ({shown(gray[0])}) and colour ({shown(colour[0])}) images; "
                         "pass --channels 1 or --channels 3 to convert them all")
-    return 1 if gray else 3
+    return (1 if gray else 3), domain, len(bad)
 
 
 def split_validation(domain: DomainFiles, count: int, seed: int, label: str) -> tuple[DomainFiles, DomainFiles | None]:

@@ -90,8 +90,8 @@ def _batches(paths: list[Path], mode: str, batch_size: int, on_bad_image: str, s
             image = to_uint8_tensor(open_image(path, mode))
         except BadImage as error:
             if on_bad_image == "fail":
-                raise UserError(f"{error}; nothing after it was translated (pass on_bad_image='skip' to list and "
-                                "skip such files)") from None
+                raise UserError(f"{error}; nothing after it was translated (pass --on-bad-image skip to "
+                                "list and skip such files)") from None
             skipped.append(str(error))
             continue
         if group and (len(group) == batch_size or group[0][1].shape != image.shape):
@@ -143,7 +143,7 @@ def translate_folder(run_dir: str | os.PathLike, direction: str, input_dir: str 
             translated += len(names)
             bar.update(len(names))
         bar.update(len(paths) - bar.n)
-    for sentence in skipped:
-        tqdm.write(f"skipped: {sentence}")
+    if skipped and not translated:
+        raise UserError(f"none of the {len(paths)} images in {input_dir} could be read; the first: {skipped[0]}")
     return {"translated": translated, "skipped": skipped, "output_dir": str(output_dir), "direction": direction,
             "step": meta["step"], "seconds": time.time() - started}

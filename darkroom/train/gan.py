@@ -38,14 +38,14 @@ class GanConfig:
     data: str = option("fashion-mnist", "fashion-mnist, mnist, cifar10 (optionally :class,...), an image folder "
                        "(recursive), a .csv list of relative paths, an LSUN lmdb, or toy:ring8 / toy:grid25")
     data_root: str | None = option(None, "folder holding the built-in data files")
-    sample: float = option(1.0, "fraction of the images to use (the lesson's 10% sample CSV)")
-    image_size: int = option(64, "training size (square; any size >= 16, e.g. 28 for Fashion-MNIST)")
-    load_size: int = option(0, "resize the shorter side to this, then random-crop --image-size (0 = image size)")
+    sample: float = option(1.0, "fraction of the images to use (the lesson's 10% sample CSV)", above=0, high=1)
+    image_size: int = option(64, "training size (square; any size >= 16, e.g. 28 for Fashion-MNIST)", low=16)
+    load_size: int = option(0, "resize the shorter side to this, then random-crop --image-size (0 = image size)", low=0)
     channels: int = option(0, "image channels: 1, 3, or 0 = 1 when every image is grayscale", choices=(0, 1, 3))
     flip: bool = option(False, "random horizontal flips")
     stream: str = option("auto", "stream images from disk: auto (above 50,000 files or 1 GiB decoded), always, never",
                          choices=("auto", "always", "never"))
-    workers: int = option(4, "DataLoader workers when streaming")
+    workers: int = option(4, "DataLoader workers when streaming", low=0)
     on_bad_image: str = option("fail", "an unreadable or too small image: fail naming it, or skip and count",
                                choices=("skip", "fail"))
     allow_upscale: bool = option(False, "accept images smaller than the load size (upscaled; else they are bad images)")
@@ -56,24 +56,24 @@ class GanConfig:
     nz: int = option(100, "noise dimension")
     ngf: int = option(64, "generator width at its last hidden layer")
     ndf: int = option(64, "critic width at its first layer")
-    n_extra_layers: int = option(1, "extra stride-1 3x3 blocks in both nets (the lesson uses 1)")
+    n_extra_layers: int = option(1, "extra stride-1 3x3 blocks in both nets (the lesson uses 1)", low=0)
     critic_norm: str = option("auto", "critic normalisation: batch, layer, none; auto = the loss's (wgan-gp: layer)",
                               choices=("auto", *dcgan.NORMS))
     upsample: str = option("deconv", "generator upsampling: deconv, or nearest-conv (no checkerboard artifacts)",
                            choices=dcgan.UPSAMPLES)
     iterations: int = option(2000, "generator iterations to train")
     batch_size: int = option(64, "global batch size (split over ranks)")
-    n_critic: int = option(0, "critic steps per generator step (0 = the loss's: 5, dcgan 1)")
+    n_critic: int = option(0, "critic steps per generator step (0 = the loss's: 5, dcgan 1)", low=0)
     warmup_critic: str = option("auto", "100 critic steps while generator iterations < 25 and every 500th "
                                 "(WGAN paper code): on, off, auto = on for wgan", choices=("auto", "on", "off"))
     lr_decay: str = option("none", "none, or linear: both learning rates fall linearly to 0 at --iterations (the "
                            "WGAN-GP paper's CIFAR-10 code)", choices=("none", "linear"))
     optimizer: str = option("auto", "adam, rmsprop, or auto = the loss's (wgan: rmsprop)", choices=("auto", "adam", "rmsprop"))
-    lr: float = option(0.0, "learning rate of both nets (0 = the loss's: wgan 5e-5, wgan-gp 1e-4, dcgan 2e-4)")
+    lr: float = option(0.0, "learning rate of both nets (0 = the loss's: wgan 5e-5, wgan-gp 1e-4, dcgan 2e-4)", low=0)
     beta1: float | None = option(None, "Adam beta1 (default: wgan-gp 0.0, dcgan 0.5; WGAN-GP's alternative is 0.5)")
     beta2: float | None = option(None, "Adam beta2 (default: wgan-gp 0.9, dcgan 0.999)")
-    clip: float = option(0.01, "wgan: clamp every critic parameter to [-clip, clip] before each critic step")
-    gp_weight: float = option(10.0, "wgan-gp: gradient penalty weight lambda")
+    clip: float = option(0.01, "wgan: clamp every critic parameter to [-clip, clip] before each critic step", above=0)
+    gp_weight: float = option(10.0, "wgan-gp: gradient penalty weight lambda", low=0)
     precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16", choices=precision.PRECISIONS)
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on GPUs, and ~15% on "
                                  "AVX2 CPUs for these nets)")
@@ -85,7 +85,7 @@ class GanConfig:
     sample_every: int = option(250, "write a fixed-noise sample grid every N generator iterations")
     log_every: int = option(50, "write a metrics line every N generator iterations")
     checkpoint_every: int = option(250, "checkpoint every N generator iterations (and at the end)")
-    max_minutes: float = option(0.0, "stop (and checkpoint) after this many minutes of training (0 = no limit)")
+    max_minutes: float = option(0.0, "stop (and checkpoint) after this many minutes of training (0 = no limit)", low=0)
     on_nan: str = option("stop", "non-finite loss: stop (last good checkpoint kept) or skip the step and count",
                          choices=("stop", "skip"))
     out: str | None = option(None, "run folder (default runs/gan-<time>)")
