@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 
 import torch
@@ -50,6 +51,9 @@ def load(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise UserError(f"checkpoint {path} is unreadable or truncated, or not a checkpoint at all (not the zip "
+                        "archive torch.save writes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

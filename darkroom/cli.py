@@ -184,6 +184,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
     for path in args.images:
+        if Path(path).is_dir():
+            raise UserError(f"{path} is a folder; give image files (e.g. {path}/*.png)")
         if not Path(path).is_file():
             raise UserError(f"image file {path} does not exist")
     for path, top in zip(args.images, predict_files(args.run, args.images, args.top_k, pick_device(args.device))):
@@ -273,6 +275,8 @@ def run_report(args: argparse.Namespace) -> int:
     if (path / "config.json").is_file():
         print(f"report: {build_report(path)}")
     elif path.is_dir():
+        if not any(path.glob("*/config.json")) and not any(path.glob("*/*/config.json")):
+            raise UserError(f"{path} holds no run folders (folders with a config.json, one or two levels down)")
         print(f"index: {build_index(path)}")
     else:
         raise UserError(f"{path} is neither a run folder nor a folder of runs")

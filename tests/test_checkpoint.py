@@ -56,6 +56,14 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         checkpoint.load(path)
 
 
+def test_random_bytes_are_not_called_unsafe(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(UserError, match="unreadable or truncated, or not a checkpoint at all") as caught:
+        checkpoint.load(path)
+    assert "run code" not in str(caught.value)
+
+
 def test_full_disk_keeps_previous_checkpoint(tmp_path):
     """A file-size limit makes the write fail midway, as a full disk would; the old file survives."""
     path = tmp_path / "last.pt"

@@ -105,3 +105,20 @@ def test_a_bad_config_file_value_names_the_file_and_key(toml, culprit, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"config file {path}: " in err and culprit in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_wrong_kinds_of_folder_are_named(tmp_path, capsys):
+    empty, gan_run = tmp_path / "empty", tmp_path / "gan-run"
+    empty.mkdir()
+    gan_run.mkdir()
+    (gan_run / "config.json").write_text('{"task": "gan", "config": {"data": "fashion-mnist"}}')
+    cases = [
+        (["report", str(empty)], f"{empty} holds no run folders"),
+        (["predict", "no-such-run", str(empty)], f"{empty} is a folder; give image files"),
+        (["eval", "cyclegan", str(gan_run)], f"{gan_run} holds a gan run, not a CycleGAN run"),
+    ]
+    for argv, culprit in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and culprit in err, (argv, err)
+    assert list(empty.iterdir()) == []  # no index.html written into a folder that holds no runs

@@ -49,6 +49,8 @@ def real_split(spec: str, n: int | None, seed: int) -> torch.Tensor:
 def folder_images(folder: Path) -> torch.Tensor:
     from darkroom.data.folders import decode_files
 
+    if not Path(folder).is_dir():
+        raise UserError(f"image folder {folder} does not exist" if not Path(folder).exists() else f"{folder} is not a folder")
     paths = list_images(folder)
     if not paths:
         raise UserError(f"image folder {folder} holds no images")
@@ -103,7 +105,10 @@ def eval_cyclegan(run_dir: str, features_run: str | None, inception_weights: str
     from darkroom.train.cyclegan_translate import load_generators, translate_images
 
     started = time.time()
-    data = read_config(Path(run_dir))["config"]["data"]
+    saved = read_config(Path(run_dir))
+    if saved.get("task", "cyclegan") != "cyclegan":
+        raise UserError(f"{run_dir} holds a {saved['task']} run, not a CycleGAN run")
+    data = saved["config"]["data"]
     name, classes = sources.parse_spec(data)
     if name not in ("fashion-mnist", "mnist") or len(classes) != 2:
         raise UserError(f"darkroom eval cyclegan judges class pairs of fashion-mnist or mnist; {run_dir} trained on "
