@@ -4,6 +4,7 @@ import argparse
 import pytest
 import torch
 
+from conftest import needs_fashion
 from darkroom import cli
 
 
@@ -122,3 +123,15 @@ def test_wrong_kinds_of_folder_are_named(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and culprit in err, (argv, err)
     assert list(empty.iterdir()) == []  # no index.html written into a folder that holds no runs
+
+
+@needs_fashion
+@pytest.mark.parametrize("argv, culprit", [
+    (["train", "cyclegan", "--data", "fashion-mnist:sneaker,sneaker"], "class 'sneaker' is named twice"),
+    (["train", "classifier", "--data", "fashion-mnist:sneaker"], "has 1 class (sneaker): a classifier needs at least two"),
+])
+def test_class_lists_that_cannot_train(argv, culprit, tmp_path, capsys):
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and culprit in err, err
+    assert not (tmp_path / "run").exists()

@@ -26,6 +26,9 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
 
 def keep_classes(arrays: ImageArrays, wanted: list[str]) -> ImageArrays:
     """Keep only `wanted` classes, relabelled 0..len(wanted)-1 in the order given."""
+    twice = next((name for index, name in enumerate(wanted) if name in wanted[:index]), None)
+    if twice:
+        raise UserError(f"{arrays.source}: class {twice!r} is named twice; name each class once")
     missing = [name for name in wanted if name not in arrays.classes]
     if missing:
         raise UserError(f"{arrays.source} has no class {missing[0]!r}; its classes are {', '.join(arrays.classes)}")

@@ -241,6 +241,9 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
     if saved is not None and runs.read_status(run_dir).get("status") == "finished":
         return already_finished(info, run_dir, saved["state"]["step"])
     data = classifier_data.load(data_settings(cfg), info, saved["meta"] if saved else None)
+    if len(data.classes) < 2:
+        raise UserError(f"--data {cfg.data} has {len(data.classes)} class ({', '.join(data.classes)}): a classifier "
+                        "needs at least two")
     train_set, test_set = data.train, data.test
     channels, size = data.shape[0], data.shape[1]
     augment = Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip)
