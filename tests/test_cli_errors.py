@@ -135,3 +135,26 @@ def test_class_lists_that_cannot_train(argv, culprit, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and culprit in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_classifier_resume_into_a_run_of_another_kind_names_it(tmp_path, capsys):
+    from darkroom import checkpoint
+
+    run = tmp_path / "run"
+    checkpoint.save({"task": "cyclegan", "config": {"data": "fashion-mnist:sneaker,ankle-boot"}},
+                    run / "checkpoints" / "last.pt")
+    assert cli.main(["train", "classifier", "--resume", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run} holds a cyclegan run, not a classifier run" in err, err
+
+
+def test_a_file_that_is_not_inception_weights_is_one_line(tmp_path):
+    from darkroom.errors import UserError
+    from darkroom.metrics.features import load_inception
+
+    text = tmp_path / "weights.pth"
+    text.write_text("not weights\n")
+    with pytest.raises(UserError) as caught:
+        load_inception(text)
+    message = str(caught.value)
+    assert "\n" not in message and f"cannot read Inception weights {text} (not a PyTorch weights file" in message

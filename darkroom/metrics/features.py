@@ -174,8 +174,10 @@ def load_inception(weights_path: Path | None) -> nn.Module:
         raise _missing_weights(f"Inception weights file {weights_path} does not exist")
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file is the user's file at fault
-        raise UserError(f"cannot read Inception weights {weights_path}: {error}.") from error
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's file at fault
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot read Inception weights {weights_path} (not a PyTorch weights file, or damaged: "
+                        f"{first})") from None
     if not isinstance(state, dict):
         raise UserError(f"{weights_path} holds a {type(state).__name__}, not an Inception-v3 state dict.")
     model = fid_inception_v3()

@@ -401,6 +401,8 @@ def read_checkpoint(cfg: ClassifierConfig, run_dir: str) -> dict | None:
     if not cfg.resume:
         raise UserError(f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out")
     saved = checkpoint.load(path)
+    if saved.get("task") != "classifier":
+        raise UserError(f"{run_dir} holds a {saved.get('task', 'non-darkroom')} run, not a classifier run; pick another --out")
     changed = differences(from_dict(ClassifierConfig, saved["config"]), cfg,
                           ignore=("resume", "out", "quiet", "device", "stream", "workers", "processes"))
     if changed:
