@@ -56,6 +56,7 @@ def test_help_prints_for_every_command(command, capsys):
     (["train", "gan", "--lr", "-1"], "--lr must be at least 0, not -1"),
     (["train", "gan", "--image-size", "0"], "--image-size must be at least 16, not 0"),
     (["train", "classifier", "--device", "bogus"], "--device 'bogus' is not a device"),
+    (["train", "cyclegan", "--d-layers", "0"], "--d-layers must be at least 1, not 0"),
     (["train", "cyclegan", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "cyclegan", "--device", "cuda:99"],
      "--device cuda"),
     (["eval", "gan", "no-such-run", "--n", "0"], "argument --n: must be at least 2, not 0"),

@@ -119,10 +119,12 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
     if cfg.crop_size > cfg.load_size:
         raise UserError(f"--crop-size {cfg.crop_size} is larger than --load-size {cfg.load_size}: the random crop "
                         "must fit inside the resized image")
+    if cfg.d_layers < 1:
+        raise UserError(f"--d-layers must be at least 1, not {cfg.d_layers}")
     side = cfg.crop_size
     for _ in range(cfg.d_layers):
         side //= 2  # 4x4 stride-2 padding-1 convs halve the side; the two stride-1 convs take 1 each
-    if cfg.d_layers < 1 or side - 2 < 1:
+    if side - 2 < 1:
         raise UserError(f"--crop-size {cfg.crop_size} is too small for a --d-layers {cfg.d_layers} discriminator")
     if cfg.batch_size < 1 or cfg.batch_size % world_size:
         raise UserError(f"--batch-size {cfg.batch_size} must be a positive multiple of the {world_size} ranks")
