@@ -36,9 +36,10 @@ def load_rows(paths: list[Path]) -> list[dict]:
         for row in found:
             device = record.get("device") or (f"{record['cpu']} ({record['cpu_count']} cores, {record['torch_threads']} "
                                               f"torch threads)" if "cpu" in record else "?")
-            rows.append({**row, "device": device, "date": record.get("date", "?"),
-                         "commit": record.get("commit") or record.get("git_commit"), "dirty": record.get("dirty"),
-                         "source": Path(path).name})
+            measured = row.get("measured") or {}  # a row kept from an earlier run of a merged file carries its own
+            rows.append({**row, "device": device, "date": measured.get("date") or record.get("date", "?"),
+                         "commit": measured.get("commit") or record.get("commit") or record.get("git_commit"),
+                         "dirty": measured.get("dirty", record.get("dirty")), "source": Path(path).name})
     return rows
 
 

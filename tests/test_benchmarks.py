@@ -108,6 +108,9 @@ def test_table_renders_rows_and_skips_trial_runs(tmp_path, monkeypatch):
         common.comparison_row("throughput", 1300.0, 1000.0, "images/s", "plain loop", target=1.3)])
     common.write_result("gpu_gan_throughput-smoke", {}, {}, rows=[common.comparison_row("smoke row", 1.0, 1.0, "it/s", "x")])
     common.write_result("legacy", {}, {"darkroom": 2.0, "baseline": 4.0, "ratio": 0.5})
+    kept = common.comparison_row("kept from an earlier run", 2.0, 1.0, "it/s", "y")
+    kept["measured"] = {"date": "2026-01-02T03:04:05", "commit": "abcdef12345678", "dirty": False}
+    common.write_result("merged", {}, {}, rows=[kept])
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\nbefore\n\n{table.BEGIN}\nold table\n{table.END}\n\nafter\n")
     assert table.main(["--results", str(results), "--readme", str(readme)]) == 0
@@ -116,6 +119,8 @@ def test_table_renders_rows_and_skips_trial_runs(tmp_path, monkeypatch):
     assert "| throughput | 1300 images/s | 1000 images/s (plain loop) | 1.30x | >= 1.3x | yes |" in text
     assert "| legacy | 2 | 4 | 0.50x |" in text
     assert "smoke row" not in text
+    kept_line = next(line for line in text.splitlines() if line.startswith("| kept from an earlier run"))
+    assert kept_line.endswith("| 2026-01-02, abcdef1234 |")  # the row's own date and commit, not the file's
 
 
 def test_gpu_sections_are_guarded(tmp_path, monkeypatch):
