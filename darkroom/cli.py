@@ -121,7 +121,7 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="top-k classes for image files of any size and mode")
     predict.add_argument("run", help="classifier run folder")
     predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=at_least(1), default=3)
     predict.add_argument("--device", default="auto")
 
     finder = commands.add_parser("lr-find", help="exponential learning-rate sweep; saves a plot")
@@ -181,8 +181,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
     from darkroom.train.classifier_eval import predict_files
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
     for path in args.images:
         if Path(path).is_dir():
             raise UserError(f"{path} is a folder; give image files (e.g. {path}/*.png)")
@@ -241,7 +239,7 @@ def add_translate(commands: argparse._SubParsersAction) -> None:
     translate.add_argument("input_dir", help="folder of images to translate (searched recursively)")
     translate.add_argument("output_dir", help="where the translations go, with the same relative paths and names")
     translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
-    translate.add_argument("--batch-size", type=int, default=1)
+    translate.add_argument("--batch-size", type=at_least(1), default=1)
     translate.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail",
                            help="an unreadable file: stop naming it, or skip it and list it at the end")
     translate.add_argument("--device", default="auto")

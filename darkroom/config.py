@@ -118,10 +118,23 @@ def check_values(config_class: type, values: dict[str, Any], where: str = "") ->
     return checked
 
 
+def validate(config: Any) -> None:
+    """Every field of a frozen config typed (an int becomes a float where a float is wanted) and within its choices
+    and bounds, or a UserError naming the flag. Each config's __post_init__ calls it, so a config built in code, by
+    dataclasses.replace, from flags, a TOML file or a resumed run's JSON is checked by the same rules."""
+    fields = dataclasses.fields(config)
+    checked = check_values(type(config), {field.name: getattr(config, field.name) for field in fields})
+    for name, value in checked.items():
+        object.__setattr__(config, name, value)
+
+
 def build(config_class: type, values: dict[str, Any]) -> Any:
-    """Construct and validate: unknown keys, wrong types, disallowed choices and out-of-bounds values are user errors
-    naming the flag."""
-    return config_class(**check_values(config_class, values))
+    """Construct (and so validate, see `validate`); an unknown key is a user error naming the flag."""
+    names = {field.name for field in dataclasses.fields(config_class)}
+    for key in values:
+        if key not in names:
+            raise UserError(f"unknown setting {flag_name(key)}")
+    return config_class(**values)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

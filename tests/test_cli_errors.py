@@ -65,6 +65,13 @@ def test_help_prints_for_every_command(command, capsys):
     (["lr-find", "--preset", "bogus"], "--preset bogus is not a classifier preset"),
     (["lr-find", "--out", "plot.txt"], "--out plot.txt must end in .png or .svg or .pdf"),
     (["sample", "no-such-run", "--out", "grid.jpg"], "--out grid.jpg must end in .png"),
+    (["train", "cyclegan", "--lr", "0"], "--lr must be greater than 0, not 0"),
+    (["train", "cyclegan", "--pool-size", "-1"], "--pool-size must be at least 0, not -1"),
+    (["train", "cyclegan", "--epochs", "0", "--epochs-decay", "0"], "--epochs and --epochs-decay are both 0"),
+    (["train", "gan", "--iterations", "0"], "--iterations must be at least 1, not 0"),
+    (["train", "gan", "--sample", "0"], "--sample must be greater than 0, not 0"),
+    (["predict", "no-such-run", "x.png", "--top-k", "0"], "argument --top-k: must be at least 1, not 0"),
+    (["translate", "no-such-run", "in", "out", "--batch-size", "0"], "argument --batch-size: must be at least 1, not 0"),
 ])
 def test_a_bad_value_is_one_sentence_before_any_work(argv, culprit, capsys):
     assert cli.main(argv) == 2

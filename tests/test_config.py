@@ -41,3 +41,23 @@ def test_unknown_key_and_bad_choice_are_user_errors(tmp_path):
 def test_differences_names_changed_fields():
     a, b = ClassifierConfig(), ClassifierConfig(lr=9.0, out="x")
     assert config.differences(a, b, ignore=("out",)) == ["lr"]
+
+
+def test_a_config_built_in_code_is_checked_by_the_same_rules():
+    """Library callers bypass the flags: __post_init__ applies the fields' types, choices and bounds to every config,
+    including those made by dataclasses.replace (as presets are)."""
+    from dataclasses import replace
+
+    from darkroom.train.cyclegan import CycleGANConfig
+    from darkroom.train.gan import GanConfig
+
+    with pytest.raises(UserError, match="--lr must be greater than 0, not -1"):
+        CycleGANConfig(lr=-1.0)
+    with pytest.raises(UserError, match="--iterations must be at least 1, not 0"):
+        replace(GanConfig(), iterations=0)
+    with pytest.raises(UserError, match="--precision must be one of"):
+        ClassifierConfig(precision="fp8")
+    with pytest.raises(UserError, match="--batch-size must be a whole number, not 2.5"):
+        ClassifierConfig(batch_size=2.5)
+    cfg = CycleGANConfig(lr=1)  # an int where a float is wanted is taken as that float
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)

@@ -147,6 +147,33 @@ def test_step_matches_the_reference_written_by_hand():
     assert all(p.requires_grad for name in ("d_a", "d_b") for p in nets[name].parameters())
 
 
+def test_cycle_decoder_multiplies_only_the_reconstructing_generators_cycle_gradient():
+    """decoder k: each cycle term's gradient reaches the generator that reconstructs k times, and the one that
+    translated exactly as at k = 1. So grads(k) - grads(1) is (k - 1) lambda times the gradient of the cycle L1 through
+    the reconstructing generator alone, with the fake held fixed; the logged losses do not change."""
+    k, real_a, real_b = 3.0, torch.rand(3, 1, 16, 16) * 2 - 1, torch.rand(3, 1, 16, 16) * 2 - 1
+
+    def step(decoder):
+        nets = tiny_nets()
+        opt_g = Capture([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()])
+        opt_d = Capture([*nets["d_a"].parameters(), *nets["d_b"].parameters()])
+        step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])
+        weights = LossWeights(lambda_a=10.0, lambda_b=7.0, identity=0.0, decoder=decoder)
+        losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, ImagePool(50), ImagePool(50), weights, CPU,
+                               "fp32", torch.amp.GradScaler("cpu", enabled=False))
+        return losses, opt_g.grads
+
+    (losses_1, grads_1), (losses_k, grads_k) = step(1.0), step(k)
+    nets = tiny_nets()
+    g_ab, g_ba = nets["g_ab"], nets["g_ba"]
+    decoding_ab = torch.autograd.grad(7.0 * F.l1_loss(g_ab(g_ba(real_b).detach()), real_b), list(g_ab.parameters()))
+    decoding_ba = torch.autograd.grad(10.0 * F.l1_loss(g_ba(g_ab(real_a).detach()), real_a), list(g_ba.parameters()))
+    for one, with_k, extra in zip(grads_1, grads_k, [*decoding_ab, *decoding_ba]):
+        torch.testing.assert_close(with_k, one + (k - 1) * extra, rtol=1e-4, atol=1e-5)
+    assert any(extra.abs().max() > 1e-4 for extra in decoding_ab)  # the difference is not vacuously zero
+    assert losses_k == pytest.approx(losses_1, rel=1e-6)
+
+
 def test_identity_weight_zero_turns_identity_off():
     nets = tiny_nets()
     step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from darkroom import checkpoint, dist, launch, precision, runs
-from darkroom.config import differences, from_dict, option, to_dict
+from darkroom.config import differences, from_dict, option, to_dict, validate
 from darkroom.data.resident import Augment, resize_batch
 from darkroom.errors import UserError
 from darkroom.nets import CLASSIFIERS
@@ -84,6 +84,9 @@ class ClassifierConfig:
     out: str | None = option(None, "run folder (default runs/classifier-<time>)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     quiet: bool = option(False, "no progress bar")
+
+    def __post_init__(self) -> None:
+        validate(self)  # every field's type, choices and bounds (config.option)
 
 
 CONFIG = ClassifierConfig

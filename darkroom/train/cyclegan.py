@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from darkroom import checkpoint, dist, launch, precision, runs
-from darkroom.config import differences, from_dict, option, to_dict
+from darkroom.config import differences, from_dict, option, to_dict, validate
 from darkroom.data.loaders import make_loader
 from darkroom.errors import UserError
 from darkroom.nets.cyclegan import UPSAMPLES, cyclegan_init_, patchgan_discriminator, resnet_generator
@@ -45,27 +45,30 @@ class CycleGANConfig:
     load_size: int = option(286, "resize the shorter side to this before the random crop")
     crop_size: int = option(256, "random crop size (a multiple of 4); the training resolution")
     flip: bool = option(True, "random horizontal flips")
-    val_images: int = option(64, "training images held out per domain for grids and validation (at most 10%)")
+    val_images: int = option(64, "training images held out per domain for grids and validation (at most 10%)", low=0)
     on_bad_image: str = option("fail", "an undecodable image: fail (one sentence, checkpoint kept) or skip and count",
                                choices=("fail", "skip"))
     generator: str = option("resnet_9blocks", "generator: " + ", ".join(GENERATOR_BLOCKS), choices=tuple(GENERATOR_BLOCKS))
-    blocks: int = option(0, "residual blocks of the generator (0: its name's 6 or 9)")
-    ngf: int = option(64, "generator filters in the first layer")
-    ndf: int = option(64, "discriminator filters in the first layer")
-    d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)")
+    blocks: int = option(0, "residual blocks of the generator (0: its name's 6 or 9)", low=0)
+    ngf: int = option(64, "generator filters in the first layer", above=0)
+    ndf: int = option(64, "discriminator filters in the first layer", above=0)
+    d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)", low=1)
     upsample: str = option("deconv", "generator upsampling: deconv (reference) or nearest-conv", choices=UPSAMPLES)
     gan_loss: str = option("lsgan", "adversarial loss: lsgan (reference) or vanilla (BCE)", choices=GAN_LOSSES)
-    lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss")
-    lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss")
-    identity: float = option(0.5, "identity loss weight relative to lambda (0 = off)")
-    pool_size: int = option(50, "history pool of generated images per domain (0 = off)")
-    lr: float = option(2e-4, "Adam learning rate of both optimizers")
+    lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", low=0)
+    lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss", low=0)
+    identity: float = option(0.5, "identity loss weight relative to lambda (0 = off)", low=0)
+    cycle_decoder: float = option(1.0, "cycle loss gradient into the reconstructing generator, times lambda "
+                                  "(1 = reference)", above=0.0)
+    pool_size: int = option(50, "history pool of generated images per domain (0 = off)", low=0)
+    lr: float = option(2e-4, "Adam learning rate of both optimizers", above=0)
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
-    epochs: float = option(100.0, "epochs at the full learning rate (an epoch is max(|A|, |B|) images)")
-    epochs_decay: float = option(100.0, "epochs of linear decay to 0 after them")
-    batch_size: int = option(1, "global batch size (split over ranks)")
-    stop_after: int = option(0, "stop after this many iterations (0 = the whole schedule); the schedule is not shortened")
+    epochs: float = option(100.0, "epochs at the full learning rate (an epoch is max(|A|, |B|) images)", low=0)
+    epochs_decay: float = option(100.0, "epochs of linear decay to 0 after them", low=0)
+    batch_size: int = option(1, "global batch size (split over ranks)", low=1)
+    stop_after: int = option(0, "stop after this many iterations (0 = the whole schedule); the schedule is not "
+                                "shortened", low=0)
     precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
                             choices=precision.PRECISIONS)
     channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs)")
@@ -73,17 +76,20 @@ class CycleGANConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     processes: int = option(1, "CPU: train as N data-parallel processes on this machine (gloo), each with its share "
                                "of the cores and its own pools; ignored on GPUs and under torchrun")
-    workers: int = option(4, "data loading processes (0 = in the training process)")
+    workers: int = option(4, "data loading processes (0 = in the training process)", low=0)
     seed: int = option(0, "random seed")
     deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
-    log_every: int = option(100, "write a JSON line of every loss term every N iterations")
-    sample_every: int = option(500, "write a grid of real/fake/reconstructed images every N iterations")
-    checkpoint_every: int = option(0, "also checkpoint every N iterations (0 = at epoch ends only)")
+    log_every: int = option(100, "write a JSON line of every loss term every N iterations", low=0)
+    sample_every: int = option(500, "write a grid of real/fake/reconstructed images every N iterations", low=0)
+    checkpoint_every: int = option(0, "also checkpoint every N iterations (0 = at epoch ends only)", low=0)
     on_nan: str = option("stop", "non-finite loss: stop (last good checkpoint kept) or skip the step and count "
                          "(fp16 always skips: its loss scaler does)", choices=("stop", "skip"))
     out: str | None = option(None, "run folder (default runs/cyclegan-<time>)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     quiet: bool = option(False, "no progress bar")
+
+    def __post_init__(self) -> None:
+        validate(self)  # every field's type, choices and bounds (config.option)
 
 
 CONFIG = CycleGANConfig
@@ -120,29 +126,15 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
     if cfg.crop_size > cfg.load_size:
         raise UserError(f"--crop-size {cfg.crop_size} is larger than --load-size {cfg.load_size}: the random crop "
                         "must fit inside the resized image")
-    if cfg.d_layers < 1:
-        raise UserError(f"--d-layers must be at least 1, not {cfg.d_layers}")
     side = cfg.crop_size
     for _ in range(cfg.d_layers):
         side //= 2  # 4x4 stride-2 padding-1 convs halve the side; the two stride-1 convs take 1 each
     if side - 2 < 1:
         raise UserError(f"--crop-size {cfg.crop_size} is too small for a --d-layers {cfg.d_layers} discriminator")
-    if cfg.batch_size < 1 or cfg.batch_size % world_size:
-        raise UserError(f"--batch-size {cfg.batch_size} must be a positive multiple of the {world_size} ranks")
-    if cfg.epochs < 0 or cfg.epochs_decay < 0 or cfg.epochs + cfg.epochs_decay <= 0:
-        raise UserError(f"--epochs {cfg.epochs} and --epochs-decay {cfg.epochs_decay} must be >= 0 and not both 0")
-    for flag, value in (("--lr", cfg.lr), ("--ngf", cfg.ngf), ("--ndf", cfg.ndf)):
-        if value <= 0:
-            raise UserError(f"{flag} must be positive, not {value}")
-    for flag, value in (("--pool-size", cfg.pool_size), ("--identity", cfg.identity), ("--lambda-a", cfg.lambda_a),
-                        ("--lambda-b", cfg.lambda_b), ("--workers", cfg.workers), ("--val-images", cfg.val_images),
-                        ("--blocks", cfg.blocks)):
-        if value < 0:
-            raise UserError(f"{flag} must not be negative, not {value}")
-    for flag, value in (("--stop-after", cfg.stop_after), ("--log-every", cfg.log_every), ("--sample-every", cfg.sample_every),
-                        ("--checkpoint-every", cfg.checkpoint_every)):
-        if value < 0:
-            raise UserError(f"{flag} must not be negative, not {value}")
+    if cfg.batch_size % world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} must be a multiple of the {world_size} ranks")
+    if cfg.epochs + cfg.epochs_decay <= 0:
+        raise UserError("--epochs and --epochs-decay are both 0: there is nothing to train")
 
 
 def build_generator(cfg_values: dict, in_channels: int, out_channels: int) -> nn.Module:
@@ -222,7 +214,7 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
     scaler = precision.make_scaler(precision_name, info.device)
     pools = (ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),  # one pair per rank
              ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2))
-    weights = LossWeights(cfg.lambda_a, cfg.lambda_b, cfg.identity, cfg.gan_loss)
+    weights = LossWeights(cfg.lambda_a, cfg.lambda_b, cfg.identity, cfg.gan_loss, cfg.cycle_decoder)
     spe = data.steps_per_epoch
     constant_steps, decay_steps = round(cfg.epochs * spe), round(cfg.epochs_decay * spe)
     total_steps = max(1, constant_steps + decay_steps)

@@ -48,6 +48,12 @@ class LossWeights:
     lambda_b: float = 10.0  # cycle B -> A -> B
     identity: float = 0.5  # identity L1 weight, relative to lambda (0 turns it off; arXiv:1703.10593 section 5.2)
     gan: str = "lsgan"
+    decoder: float = 1.0  # cycle gradient into the reconstructing generator, relative to the translating one
+
+
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """x in the forward pass; its gradient multiplied by `factor` in the backward pass."""
+    return x if factor == 1.0 else x.detach() + factor * (x - x.detach())
 
 
 class ImagePool:
@@ -108,11 +114,14 @@ class GeneratorPair(nn.Module):
         super().__init__()
         self.g_ab, self.g_ba = g_ab, g_ba
 
-    def forward(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool) -> dict[str, torch.Tensor]:
-        """Every image the generator losses need, each (B, C, H, W)."""
+    def forward(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool,
+                decoder: float = 1.0) -> dict[str, torch.Tensor]:
+        """Every image the generator losses need, each (B, C, H, W). With `decoder` k != 1 the cycle losses' gradient
+        reaches the translating generator through the fake divided by k (the caller multiplies the cycle terms by k)."""
         fake_b = self.g_ab(real_a)
         fake_a = self.g_ba(real_b)
-        out = {"fake_b": fake_b, "rec_a": self.g_ba(fake_b), "fake_a": fake_a, "rec_b": self.g_ab(fake_a)}
+        out = {"fake_b": fake_b, "rec_a": self.g_ba(scale_gradient(fake_b, 1.0 / decoder)), "fake_a": fake_a,
+               "rec_b": self.g_ab(scale_gradient(fake_a, 1.0 / decoder))}
         if identity:  # G should leave images already of its target domain unchanged
             out["idt_b"] = self.g_ab(real_b)
             out["idt_a"] = self.g_ba(real_a)
@@ -155,7 +164,7 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
     _requires_grad_(d_b, False)
     opt_g.zero_grad(set_to_none=True)
     with precision.autocast(device, precision_name):
-        images = nets.generators(real_a, real_b, use_identity)
+        images = nets.generators(real_a, real_b, use_identity, weights.decoder)
         logits_fake_b, logits_fake_a = d_b(images["fake_b"]), d_a(images["fake_a"])
     terms = {
         "gan_ab": gan_loss(logits_fake_b, True, weights.gan),
@@ -166,8 +175,11 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
     if use_identity:
         terms["idt_a"] = cycle_loss(real_a, images["idt_a"]) * weights.lambda_a * weights.identity
         terms["idt_b"] = cycle_loss(real_b, images["idt_b"]) * weights.lambda_b * weights.identity
-    loss_g = sum(terms.values())
-    scaler.scale(loss_g).backward()
+    loss_g = sum(terms.values())  # logged as the reference's G loss whatever the decoder weight
+    # decoder k: the cycle terms count k times, and the gradient through each fake into the translator was divided
+    # by k (GeneratorPair), so the translators' cycle gradient stays lambda and the reconstructors' becomes k lambda
+    objective = loss_g + (weights.decoder - 1.0) * (terms["cycle_a"] + terms["cycle_b"])
+    scaler.scale(objective).backward()
     if not skip_non_finite:
         scaler.step(opt_g)
 

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from darkroom import checkpoint, dist, precision, runs
-from darkroom.config import differences, from_dict, option, to_dict
+from darkroom.config import differences, from_dict, option, to_dict, validate
 from darkroom.errors import UserError
 from darkroom.nets import dcgan
 from darkroom.optim import set_lr_momentum
@@ -53,16 +53,16 @@ class GanConfig:
                        choices=LOSSES)
     arch: str = option("auto", "DCGAN layout: wgan (lesson), wgan-gp (no BatchNorm in the critic), dcgan; auto = the loss's",
                        choices=("auto", *dcgan.DCGAN_PRESETS))
-    nz: int = option(100, "noise dimension")
-    ngf: int = option(64, "generator width at its last hidden layer")
-    ndf: int = option(64, "critic width at its first layer")
+    nz: int = option(100, "noise dimension", low=1)
+    ngf: int = option(64, "generator width at its last hidden layer", low=1)
+    ndf: int = option(64, "critic width at its first layer", low=1)
     n_extra_layers: int = option(1, "extra stride-1 3x3 blocks in both nets (the lesson uses 1)", low=0)
     critic_norm: str = option("auto", "critic normalisation: batch, layer, none; auto = the loss's (wgan-gp: layer)",
                               choices=("auto", *dcgan.NORMS))
     upsample: str = option("deconv", "generator upsampling: deconv, or nearest-conv (no checkerboard artifacts)",
                            choices=dcgan.UPSAMPLES)
-    iterations: int = option(2000, "generator iterations to train")
-    batch_size: int = option(64, "global batch size (split over ranks)")
+    iterations: int = option(2000, "generator iterations to train", low=1)
+    batch_size: int = option(64, "global batch size (split over ranks)", low=1)
     n_critic: int = option(0, "critic steps per generator step (0 = the loss's: 5, dcgan 1)", low=0)
     warmup_critic: str = option("auto", "100 critic steps while generator iterations < 25 and every 500th "
                                 "(WGAN paper code): on, off, auto = on for wgan", choices=("auto", "on", "off"))
@@ -81,16 +81,19 @@ class GanConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = option(0, "random seed")
     deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
-    n_samples: int = option(64, "fixed-noise samples in each grid")
-    sample_every: int = option(250, "write a fixed-noise sample grid every N generator iterations")
-    log_every: int = option(50, "write a metrics line every N generator iterations")
-    checkpoint_every: int = option(250, "checkpoint every N generator iterations (and at the end)")
+    n_samples: int = option(64, "fixed-noise samples in each grid", low=1)
+    sample_every: int = option(250, "write a fixed-noise sample grid every N generator iterations", low=1)
+    log_every: int = option(50, "write a metrics line every N generator iterations", low=1)
+    checkpoint_every: int = option(250, "checkpoint every N generator iterations (and at the end)", low=1)
     max_minutes: float = option(0.0, "stop (and checkpoint) after this many minutes of training (0 = no limit)", low=0)
     on_nan: str = option("stop", "non-finite loss: stop (last good checkpoint kept) or skip the step and count",
                          choices=("stop", "skip"))
     out: str | None = option(None, "run folder (default runs/gan-<time>)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     quiet: bool = option(False, "no progress bar")
+
+    def __post_init__(self) -> None:
+        validate(self)  # every field's type, choices and bounds (config.option)
 
 
 CONFIG = GanConfig
@@ -157,9 +160,6 @@ def resolve(cfg: GanConfig) -> Resolved:
     if cfg.loss == "wgan-gp" and critic_norm == "batch":
         raise UserError("--critic-norm batch cannot be used with --loss wgan-gp: the gradient penalty is per sample "
                         "and BatchNorm mixes samples (use layer or none)")
-    for name in ("iterations", "batch_size", "n_samples", "sample_every", "log_every", "checkpoint_every", "nz", "ngf", "ndf"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(cfg, name)}")
     spec = replace(dcgan.DCGAN_PRESETS[arch], nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf, n_extra_layers=cfg.n_extra_layers,
                    critic_norm=critic_norm, upsample=cfg.upsample)
     return Resolved(optimizer=optimizer if cfg.optimizer == "auto" else cfg.optimizer, lr=cfg.lr or lr,
@@ -190,8 +190,6 @@ def data_settings(cfg: GanConfig) -> gan_data.DataSettings:
     load_size = cfg.load_size or cfg.image_size
     if load_size < cfg.image_size:
         raise UserError(f"--load-size {load_size} is smaller than --image-size {cfg.image_size}")
-    if not 0.0 < cfg.sample <= 1.0:
-        raise UserError(f"--sample must be in (0, 1], not {cfg.sample}")
     return gan_data.DataSettings(cfg.data, cfg.data_root, cfg.sample, cfg.image_size, load_size, cfg.channels, cfg.flip,
                                  cfg.stream, cfg.workers, cfg.on_bad_image, cfg.allow_upscale, cfg.seed)
 
