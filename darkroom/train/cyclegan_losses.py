@@ -178,7 +178,7 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
     loss_g = sum(terms.values())  # logged as the reference's G loss whatever the decoder weight
     # decoder k: the cycle terms count k times, and the gradient through each fake into the translator was divided
     # by k (GeneratorPair), so the translators' cycle gradient stays lambda and the reconstructors' becomes k lambda
-    objective = loss_g + (weights.decoder - 1.0) * (terms["cycle_a"] + terms["cycle_b"])
+    objective = loss_g if weights.decoder == 1.0 else loss_g + (weights.decoder - 1.0) * (terms["cycle_a"] + terms["cycle_b"])
     scaler.scale(objective).backward()
     if not skip_non_finite:
         scaler.step(opt_g)
