@@ -117,10 +117,10 @@ def test_two_process_step_matches_one_process_on_the_union_batch(tmp_path):
         torch.set_num_threads(threads)
     ddp, one = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "one.pt")
     assert ddp["world_size"] == 2 and one["world_size"] == 1
-    for kind in ("g", "d"):  # generator and discriminator gradients
-        assert len(ddp[kind]) == len(one[kind])
+    for kind in ("g", "d"):  # generator and discriminator gradients, to 1e-5 (relative where they exceed 1: each
+        assert len(ddp[kind]) == len(one[kind])  # generator call batches 4 or 8 images, rounded differently)
         for mine, theirs in zip(ddp[kind], one[kind]):
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
     assert max(grad.abs().max() for grad in one["g"]) > 1e-3  # the gradients compared are not all ~0
 
 
