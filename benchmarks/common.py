@@ -212,6 +212,27 @@ def timed_rate(step: Callable[[], object], steps: int) -> Callable[[], tuple[flo
     return measure
 
 
+def matmul_gflops(dtype: "torch.dtype" = None, size: int = 1024, repeats: int = 20) -> float:
+    """This CPU's practical peak: the best GFLOP/s of a square `size` matrix product over `repeats` (fp32 default)."""
+    import torch
+    a, b = (torch.randn(size, size, dtype=dtype or torch.float32) for _ in range(2))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def flops_per_call(step: Callable[[], object]) -> int:
+    """Floating-point operations of one call, forward and backward, as torch.utils.flop_counter counts them
+    (convolutions and matrix products: the work that cannot be engineered away without changing the model)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
 def alternate(measurements: dict[str, Callable[[], object]], rounds: int,
               keep_going: Callable[[], bool] | None = None) -> dict[str, list]:
     """Run each measurement up to `rounds` times in one process, order alternating (A B, B A, A B, ...).

@@ -1,5 +1,7 @@
 """CycleGAN on CPU: (a) darkroom's training step vs a plain fp32 loop written the way junyanz's repository writes
-it (same nets, same batch), iterations/s alternating in one process and peak memory per side in fresh processes;
+it (same nets, same batch), iterations/s alternating in one process (darkroom in fp32, and with bf16 autocast where
+the CPU multiplies bf16 in hardware: AVX512-BF16 or AMX), each side's FLOPs per iteration and the fraction of the
+CPU's fp32 matrix-product peak it reaches, and peak memory per side in fresh processes;
 (b) the `fashion-mnist-shoes` preset trained through the CLI: time, grid, held-out translation accuracy and cycle error.
 
     python -m benchmarks.cyclegan_cpu                    # both parts (about 35 minutes on 2 quiet cores)
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import common
+from darkroom import precision
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
 from darkroom.train import cyclegan
 from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
@@ -81,8 +84,8 @@ class DarkroomSide:
     """darkroom's step as the trainer runs it on CPU (the preset's settings: fp32, default memory format); inside a
     process group (--processes N), this rank's share of the batch with the nets wrapped in DDP, as the trainer does."""
 
-    def __init__(self, args: argparse.Namespace, memory_lean: bool = False) -> None:
-        self.nets = build_nets(args.ngf)
+    def __init__(self, args: argparse.Namespace, memory_lean: bool = False, precision_name: str = "fp32") -> None:
+        self.nets, self.precision = build_nets(args.ngf), precision_name
         if memory_lean:
             from darkroom.nets.cyclegan import set_checkpointing_
             for name in ("g_ab", "g_ba"):
@@ -102,7 +105,7 @@ class DarkroomSide:
 
     def step(self) -> None:
         train_step(self.step_nets, self.real_a, self.real_b, self.opt_g, self.opt_d, self.pools[0], self.pools[1],
-                   LossWeights(), CPU, "fp32", self.scaler)
+                   LossWeights(), CPU, self.precision, self.scaler)
 
 
 class ReferencePool:
@@ -189,20 +192,35 @@ def ranked_darkroom_step(values: dict):
 
 
 def speed(args: argparse.Namespace) -> dict:
+    """Iterations/s of darkroom's step and the plain loop, alternating; also darkroom with bf16 autocast where this
+    CPU multiplies bf16 in hardware. Each side's FLOPs per iteration and the fraction of this CPU's fp32 matrix-product
+    peak it reaches say how much room fp32 engineering has left."""
     if args.processes > 1:
         values = {k: v for k, v in vars(args).items() if k in ("size", "batch_size", "ngf")}
         ours = common.SpawnedRanks(ranked_darkroom_step, (values,), args.processes, max(1, args.threads // args.processes))
-        measure_ours = ours.timed_rate(args.steps)
+        sides = {"darkroom": ours.timed_rate(args.steps)}
     else:
-        ours, measure_ours = None, common.timed_rate(DarkroomSide(args).step, args.steps)
+        ours, steps = None, {"darkroom": DarkroomSide(args).step}
+        if precision.cpu_has_native_bf16():
+            steps["darkroom_bf16"] = DarkroomSide(args, precision_name="bf16").step
+        sides = {name: common.timed_rate(step, args.steps) for name, step in steps.items()}
     try:
-        measure_reference = common.timed_rate(ReferenceSide(args).step, args.steps)
-        values = common.alternate({"darkroom": measure_ours, "reference": measure_reference}, args.rounds)
+        reference = ReferenceSide(args)
+        sides["reference"] = common.timed_rate(reference.step, args.steps)
+        values = common.alternate(sides, args.rounds)
     finally:
         if ours is not None:
             ours.close()
-    return {name: {"it_per_s": common.summary([v[0] for v in runs]), "cpu_s_per_it": common.summary([v[1] for v in runs])}
-            for name, runs in values.items()}
+    result = {name: {"it_per_s": common.summary([v[0] for v in runs]), "cpu_s_per_it": common.summary([v[1] for v in runs])}
+              for name, runs in values.items()}
+    peak = common.matmul_gflops()
+    flops = {"darkroom": common.flops_per_call(DarkroomSide(args).step), "reference": common.flops_per_call(reference.step)}
+    for name, side in result.items():
+        side["gflop_per_it"] = flops.get(name, flops["darkroom"]) / 1e9
+        side["gflop_per_s"] = side["gflop_per_it"] * side["it_per_s"]["mean"]
+        side["fraction_of_fp32_matmul_peak"] = side["gflop_per_s"] / peak
+    result["cpu"] = {"fp32_matmul_peak_gflop_per_s": peak, "native_bf16": precision.cpu_has_native_bf16()}
+    return result
 
 
 def memory_probe(args: argparse.Namespace) -> None:
@@ -372,6 +390,27 @@ def quality_rows(quality_figures: dict) -> list[dict]:
     return rows
 
 
+def speed_rows(speed_figures: dict, args: argparse.Namespace) -> list[dict]:
+    """darkroom fp32 vs the plain loop, and darkroom bf16 vs the plain loop's fp32 where the CPU has hardware bf16."""
+    reference = speed_figures["reference"]
+    rows = []
+    for name, how in (("darkroom", "fp32"), ("darkroom_bf16", "bf16 autocast")):
+        if name not in speed_figures:
+            continue
+        side = speed_figures[name]
+        rows.append(common.comparison_row(
+            f"CycleGAN step {args.size}px batch {args.batch_size} resnet_6blocks ngf {args.ngf}: it/s, darkroom {how} (CPU)",
+            side["it_per_s"]["mean"], reference["it_per_s"]["mean"], "it/s", "junyanz-style plain fp32 loop, same nets",
+            target=1.2,
+            note=("alternating order" + (f"; darkroom as {args.processes} local ranks (--processes), idle while the "
+                                         "plain loop runs" if args.processes > 1 else ", same process")
+                  + f"; {side['fraction_of_fp32_matmul_peak']:.0%} vs the plain loop's "
+                    f"{reference['fraction_of_fp32_matmul_peak']:.0%} of this CPU's fp32 matrix-product peak "
+                    f"({speed_figures['cpu']['fp32_matmul_peak_gflop_per_s']:.0f} GFLOP/s), "
+                    f"{side['gflop_per_it']:.2f} vs {reference['gflop_per_it']:.2f} GFLOP per iteration")))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -383,24 +422,23 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cyclegan-bench-") as scratch:
         if "speed" in parts:
             figures["speed"] = speed(args)
-            print(json.dumps({name: side["it_per_s"]["mean"] for name, side in figures["speed"].items()}))
+            print(json.dumps({name: side["it_per_s"]["mean"] for name, side in figures["speed"].items()
+                              if "it_per_s" in side}))
         if "memory" in parts:
             figures["memory"] = memory(args)
         if "quality" in parts:
             figures["quality"] = quality(args, Path(scratch))
     rows = []
     if "speed" in figures:
-        dark, ref = (figures["speed"][name]["it_per_s"]["mean"] for name in ("darkroom", "reference"))
-        rows.append(common.comparison_row(
-            f"CycleGAN step {args.size}px batch {args.batch_size} resnet_6blocks ngf {args.ngf}: it/s (CPU)", dark, ref,
-            "it/s", "junyanz-style plain fp32 loop, same nets", target=1.2,
-            note="alternating order" + (f"; darkroom as {args.processes} local ranks (--processes), idle while the "
-                                        "plain loop runs" if args.processes > 1 else ", same process")))
+        rows += speed_rows(figures["speed"], args)
     rows += quality_rows(figures.get("quality", {}))
     settings = {"size": args.size, "channels": 1, "batch_size": args.batch_size, "generator": "resnet_6blocks",
                 "ngf": args.ngf, "ndf": args.ngf, "rounds": args.rounds, "steps_per_round": args.steps,
                 "torch_threads": args.threads, "darkroom_processes": args.processes,
-                "darkroom_threads_per_process": max(1, args.threads // args.processes), "quick": args.quick, "precision": "fp32 (AVX2 CPU: no fast bf16)",
+                "darkroom_threads_per_process": max(1, args.threads // args.processes), "quick": args.quick,
+                "precision": "fp32 on both sides" + (", and darkroom with bf16 autocast (this CPU multiplies bf16 in "
+                                                      "hardware)" if precision.cpu_has_native_bf16() else
+                                                      " (this CPU has no hardware bf16)"),
                 "speed_data": "fixed random batches (data loading excluded on both sides)",
                 "memory": "peak RSS during 3 iterations above the RSS with nets and batches built, one fresh process per side",
                 "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "

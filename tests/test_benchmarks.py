@@ -205,3 +205,29 @@ def test_cyclegan_cpu_quality_quick_judges_the_worst_seed(tmp_path):
     assert quality["acceptance"]["judged on"] == "the worst of 2 seed(s)"
     assert quality["acceptance"]["cycle_l1_b2a <= 0.1"] is False  # 4 iterations of 4-filter nets
     assert [row["comparison"].split(":")[0] for row in record["rows"]] == ["fashion-mnist-shoes a2b", "fashion-mnist-shoes b2a"] * 2
+
+
+def test_flops_per_call_counts_forward_and_backward_of_a_matrix_product():
+    """(8, 16) @ (16, 4): 2*8*16*4 = 1024 FLOPs forward; backward adds the weight gradient (1024) and, when the input
+    needs one, the input gradient (1024)."""
+    layer = torch.nn.Linear(16, 4, bias=False)
+    frozen_input, input_with_grad = torch.randn(8, 16), torch.randn(8, 16, requires_grad=True)
+    assert common.flops_per_call(lambda: layer(frozen_input).sum().backward()) == 2048
+    assert common.flops_per_call(lambda: layer(input_with_grad).sum().backward()) == 3072
+    assert common.matmul_gflops(size=64, repeats=2) > 0
+
+
+@pytest.mark.slow
+def test_cyclegan_cpu_speed_quick_does_the_plain_loops_work(tmp_path):
+    """darkroom's step makes fewer, batched generator calls but the same convolutions as the plain loop: its FLOPs per
+    iteration are the plain loop's to within 2% (the first convolution's input gradient over the batched real images);
+    a bf16 side is measured exactly when this CPU has hardware bf16."""
+    from darkroom import precision
+    run_module("benchmarks.cyclegan_cpu", ["--quick", "--only", "speed"], tmp_path, timeout=600)
+    record = check_record(tmp_path / "cyclegan_cpu-quick.json")
+    speed = record["figures"]["speed"]
+    assert speed["darkroom"]["gflop_per_it"] == pytest.approx(speed["reference"]["gflop_per_it"], rel=0.02)
+    assert speed["darkroom"]["gflop_per_it"] != speed["reference"]["gflop_per_it"]  # counted per side, not copied
+    assert 0 < speed["reference"]["fraction_of_fp32_matmul_peak"] < 1.5
+    sides = [row["comparison"].split("darkroom ")[-1] for row in record["rows"]]
+    assert sides == ["fp32 (CPU)"] + (["bf16 autocast (CPU)"] if precision.cpu_has_native_bf16() else [])
