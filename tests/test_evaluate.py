@@ -68,3 +68,34 @@ def test_eval_cyclegan_scores_both_directions(judge, tmp_path):
         assert 0.0 <= scores[f"translation_target_accuracy_{direction}"] <= 1.0
         assert scores[f"n_{direction}"] == 1000  # every held-out test image of the class
         assert scores[f"translation_fid_{direction}_floor"] < scores[f"translation_fid_{direction}"]
+
+
+def test_a_second_process_waits_for_the_built_in_feature_network_instead_of_failing(tmp_path, monkeypatch, capsys):
+    """Two evaluations at once on a machine without the cached network: one trains it, the other waits for that
+    (it used to fail with "run folder ... in use by another darkroom process; pick another --out", a flag it never
+    passed), then uses the finished network without training it again."""
+    import fcntl
+    import threading
+    import time
+
+    from darkroom.evaluate import features
+    from darkroom.train import classifier
+
+    monkeypatch.setenv("DARKROOM_CACHE", str(tmp_path))
+    monkeypatch.setattr(classifier, "run", lambda *args: pytest.fail("the network was trained a second time"))
+    run_dir = tmp_path / "feature-nets" / "fashion-mnist-cpunet"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    lock = open(tmp_path / "feature-nets" / "fashion-mnist-cpunet.lock", "a+")
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # the other process, still training
+
+    def other_process_finishes():
+        time.sleep(0.5)
+        (run_dir / "checkpoints" / "last.pt").write_bytes(b"weights")
+        (run_dir / "status.json").write_text(json.dumps({"status": "finished"}))
+        lock.close()
+
+    threading.Thread(target=other_process_finishes).start()
+    started = time.perf_counter()
+    assert features.builtin_feature_run() == run_dir
+    assert time.perf_counter() - started >= 0.5
+    assert "waiting for another darkroom process" in capsys.readouterr().out

@@ -5,6 +5,7 @@ scores from it compare only with scores from the same network (REFERENCE.md sect
 """
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,29 @@ def builtin_feature_run(dataset: str = "fashion-mnist") -> Path:
     if dataset != "fashion-mnist":
         raise UserError(f"there is no built-in feature network for {dataset}; pass --features RUN (a classifier run)")
     run_dir = cache_dir() / "feature-nets" / "fashion-mnist-cpunet"
-    if not (run_dir / "checkpoints" / "last.pt").exists() or _unfinished(run_dir):
-        from darkroom import config
-        from darkroom.train import classifier
+    if _ready(run_dir):
+        return run_dir
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / "fashion-mnist-cpunet.lock", "a+") as lock:  # one trainer; other processes wait for it
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another darkroom process to finish training the built-in feature network in {run_dir}")
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not _ready(run_dir):  # (the process waited for may have finished it)
+            from darkroom import config
+            from darkroom.train import classifier
 
-        print(f"training the built-in Fashion-MNIST feature network once; it is cached in {run_dir}")
-        settings = dict(classifier.PRESETS["fashion-mnist-cpunet"], out=str(run_dir), quiet=False,
-                        resume=(run_dir / "checkpoints" / "last.pt").exists())
-        argv = ["train", "classifier", "--preset", "fashion-mnist-cpunet"]
-        classifier.run(config.build(classifier.CONFIG, settings), argv)
+            print(f"training the built-in Fashion-MNIST feature network once; it is cached in {run_dir}")
+            settings = dict(classifier.PRESETS["fashion-mnist-cpunet"], out=str(run_dir), quiet=False,
+                            resume=(run_dir / "checkpoints" / "last.pt").exists())
+            argv = ["train", "classifier", "--preset", "fashion-mnist-cpunet"]
+            classifier.run(config.build(classifier.CONFIG, settings), argv)
     return run_dir
+
+
+def _ready(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints" / "last.pt").exists() and not _unfinished(run_dir)
 
 
 def _unfinished(run_dir: Path) -> bool:
