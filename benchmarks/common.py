@@ -30,11 +30,13 @@ def results_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------------- environment
 def git_state() -> dict:
-    """{"commit", "dirty", "source"}: from git when the checkout has it, else what gpu_prepare recorded."""
+    """{"commit", "dirty", "source"}: from git when the checkout has it, else what gpu_prepare recorded. Dirty means a
+    tracked file outside benchmarks/results/ differs from the commit (a benchmark's own outputs land in that folder)."""
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)benchmarks/results"],
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         return {"commit": commit, "dirty": bool(status.strip()), "source": "git"}
     except (OSError, subprocess.SubprocessError):
