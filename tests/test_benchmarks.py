@@ -231,3 +231,21 @@ def test_cyclegan_cpu_speed_quick_does_the_plain_loops_work(tmp_path):
     assert 0 < speed["reference"]["fraction_of_fp32_matmul_peak"] < 1.5
     sides = [row["comparison"].split("darkroom ")[-1] for row in record["rows"]]
     assert sides == ["fp32 (CPU)"] + (["bf16 autocast (CPU)"] if precision.cpu_has_native_bf16() else [])
+
+
+def test_a_benchmarks_own_outputs_do_not_mark_its_record_dirty(tmp_path, monkeypatch):
+    """A benchmark copies its grid into benchmarks/results/ before it writes its JSON: that is not a dirty checkout,
+    but a changed tracked file anywhere else is."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "grid.png").write_bytes(b"old")
+    (tmp_path / "train.py").write_text("lr = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(common, "REPO", tmp_path)
+    (tmp_path / "benchmarks" / "results" / "grid.png").write_bytes(b"new")
+    assert common.git_state()["dirty"] is False
+    (tmp_path / "train.py").write_text("lr = 2\n")
+    assert common.git_state()["dirty"] is True
