@@ -61,6 +61,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+VECTOR_EXTENSIONS = (("amx_tile", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def cpu_vector_extension(cpuinfo: str | None = None) -> str:
+    """The widest vector unit of this CPU from /proc/cpuinfo's flags ("AVX2", "AVX-512", ...; "" when unknown): the
+    same model name covers machines whose convolutions differ 3x in speed, and whether bf16 has hardware support."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ""
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines()
+                  if line.lower().startswith("flags")), set())
+    return next((name for flag, name in VECTOR_EXTENSIONS if flag in flags), "")
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -99,10 +115,11 @@ def environment(device: str | None = None) -> dict:
     git = git_state()
     return {
         "device": f"{gpu['name']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if on_gpu
-        else f"{cpu_model()} ({cores} cores, {torch.get_num_threads()} torch threads)",
+        else f"{cpu_model()} ({', '.join(filter(None, (cpu_vector_extension(), f'{cores} cores')))}, "
+             f"{torch.get_num_threads()} torch threads)",
         "device_type": "cuda" if on_gpu else "cpu",
         "machine": platform.node(), "arch": platform.machine(), "os": platform.platform(),
-        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "cpu_cores_usable": cores,
+        "cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension(), "cpu_cores": os.cpu_count(), "cpu_cores_usable": cores,
         "torch_threads": torch.get_num_threads(), "gpu": gpu,
         "torch": torch.__version__, "python": platform.python_version(),
         "commit": git["commit"], "dirty": git["dirty"], "commit_source": git["source"],

@@ -249,3 +249,13 @@ def test_a_benchmarks_own_outputs_do_not_mark_its_record_dirty(tmp_path, monkeyp
     assert common.git_state()["dirty"] is False
     (tmp_path / "train.py").write_text("lr = 2\n")
     assert common.git_state()["dirty"] is True
+
+
+def test_cpu_vector_extension_names_the_widest_unit():
+    """Planted /proc/cpuinfo texts: the record tells an AVX2 machine from an AVX-512 one with hardware bf16."""
+    avx2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2\n"
+    zen4 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
+    assert common.cpu_vector_extension(avx2) == "AVX2"
+    assert common.cpu_vector_extension(zen4) == "AVX-512 BF16"
+    assert common.cpu_vector_extension(zen4.replace(" avx512_bf16", "")) == "AVX-512"
+    assert common.cpu_vector_extension("model name\t: ARM\n") == ""
