@@ -4,6 +4,7 @@ The same command runs under `python -m darkroom` and `torchrun -m darkroom`.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -87,7 +88,11 @@ def attempt_store(world_size: int) -> torch_dist.Store | None:
 
 
 def cleanup() -> None:
+    """Leave the process group. Callers drop their DistributedDataParallel wrappers first: a wrapper still alive
+    when gloo is torn down can abort the rank at exit ("terminate called without an active exception": 1 run in
+    12 of a 2-rank CycleGAN step on a fast CPU, 0 in 16 with the wrappers collected first)."""
     if torch_dist.is_initialized():
+        gc.collect()  # the dropped wrappers' reducers, before the group they use goes
         torch_dist.destroy_process_group()
 
 

@@ -54,6 +54,7 @@ STEP_SCRIPT = textwrap.dedent('''
                                LossWeights(), torch.device("cpu"), "fp32", torch.amp.GradScaler("cpu", enabled=False))
         if info.is_main:
             torch.save({"g": opt_g.grads, "d": opt_d.grads, "world_size": info.world_size}, out)
+        del nets  # the DDP wrappers, before dist.cleanup
         dist.cleanup()
 
     if __name__ == "__main__":
@@ -92,6 +93,7 @@ SKIP_SCRIPT = textwrap.dedent('''
             if step == 0:
                 unchanged = all(torch.equal(a, b) for a, b in zip(start, parameters()))
         torch.save({"skipped": skipped, "unchanged": unchanged, "parameters": parameters()}, f"{out}-{info.rank}.pt")
+        del nets  # the DDP wrappers, before dist.cleanup
         dist.cleanup()
 
     if __name__ == "__main__":

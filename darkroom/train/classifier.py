@@ -346,6 +346,7 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
         print_main(info, f"report: {folder.close()}")
     print_main(info, f"done: test accuracy {result.get('test_acc', float('nan')):.4f} after {state['step']} steps, "
                f"{state['train_time']:.1f} s training; run folder {run_dir}")
+    del net  # the DDP wrapper, before dist.cleanup
     dist.cleanup()
     return {**result, "run_dir": run_dir}
 

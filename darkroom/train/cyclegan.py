@@ -277,6 +277,7 @@ def run(cfg: CycleGANConfig, argv: list[str] | None = None) -> dict:
             saver.folder.set_status("failed", error=str(error), step=state["step"])
         raise
     bar.close()
+    del step_nets  # the DDP wrappers, before finish's dist.cleanup
     return finish(info, saver, nets, data, state, total_steps)
 
 

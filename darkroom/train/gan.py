@@ -269,6 +269,7 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
         folder.close()
     print_main(info, f"done: {state['iteration']} generator iterations, W {result.get('wasserstein', float('nan')):.4f}, "
                f"{state['train_time']:.1f} s training; run folder {run_dir}")
+    del loop, g_net, d_net  # the DDP wrappers, before dist.cleanup
     dist.cleanup()
     return {**result, "run_dir": run_dir}
 

@@ -29,4 +29,5 @@ F.cross_entropy(net(x), y).backward()  # mean over this rank's shard; DDP averag
 if info.is_main:
     torch.save({name: p.grad for name, p in model.named_parameters()}, out)
 dist.barrier()  # no rank tears gloo down while another still talks to it (a rank exiting early aborted in CI once)
+del net  # the DDP wrapper, before dist.cleanup
 dist.cleanup()

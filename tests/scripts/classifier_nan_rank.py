@@ -34,4 +34,5 @@ same_buffers = all(torch.equal(a, b) for a, b in zip(kept, buffers))
 with open(f"{out}.rank{info.rank}.json", "w") as file:
     json.dump({"stepped": stepped, "same_weights": same_weights, "same_buffers": same_buffers}, file)
 dist.barrier()
+del net  # the DDP wrapper, before dist.cleanup
 dist.cleanup()

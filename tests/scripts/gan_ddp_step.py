@@ -44,6 +44,7 @@ def main(out: str) -> None:
     generator_grads = [p.grad.clone() for p in G.parameters()]
     if info.is_main:
         torch.save({"critic": critic_grads, "generator": generator_grads, "world_size": info.world_size}, out)
+    del g_net, d_net  # the DDP wrappers, before dist.cleanup
     dist.cleanup()
 
 
