@@ -112,14 +112,13 @@ def environment(device: str | None = None) -> dict:
     gpu = gpu_info()
     on_gpu = gpu is not None and (device is None or str(device).startswith("cuda"))
     cores = usable_cores()
-    git = git_state()
+    git, cpu, extension = git_state(), cpu_model(), cpu_vector_extension()
     return {
         "device": f"{gpu['name']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if on_gpu
-        else f"{cpu_model()} ({', '.join(filter(None, (cpu_vector_extension(), f'{cores} cores')))}, "
-             f"{torch.get_num_threads()} torch threads)",
+        else f"{cpu} ({', '.join(filter(None, (extension, f'{cores} cores')))}, {torch.get_num_threads()} torch threads)",
         "device_type": "cuda" if on_gpu else "cpu",
         "machine": platform.node(), "arch": platform.machine(), "os": platform.platform(),
-        "cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension(), "cpu_cores": os.cpu_count(), "cpu_cores_usable": cores,
+        "cpu": cpu, "cpu_vector_extension": extension, "cpu_cores": os.cpu_count(), "cpu_cores_usable": cores,
         "torch_threads": torch.get_num_threads(), "gpu": gpu,
         "torch": torch.__version__, "python": platform.python_version(),
         "commit": git["commit"], "dirty": git["dirty"], "commit_source": git["source"],
@@ -231,10 +230,10 @@ def timed_rate(step: Callable[[], object], steps: int) -> Callable[[], tuple[flo
     return measure
 
 
-def matmul_gflops(dtype: "torch.dtype" = None, size: int = 1024, repeats: int = 20) -> float:
-    """This CPU's practical peak: the best GFLOP/s of a square `size` matrix product over `repeats` (fp32 default)."""
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """This CPU's practical fp32 peak: the best GFLOP/s of a square `size` matrix product over `repeats`."""
     import torch
-    a, b = (torch.randn(size, size, dtype=dtype or torch.float32) for _ in range(2))
+    a, b = (torch.randn(size, size) for _ in range(2))
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()

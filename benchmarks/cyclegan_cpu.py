@@ -214,7 +214,8 @@ def speed(args: argparse.Namespace) -> dict:
     result = {name: {"it_per_s": common.summary([v[0] for v in runs]), "cpu_s_per_it": common.summary([v[1] for v in runs])}
               for name, runs in values.items()}
     peak = common.matmul_gflops()
-    flops = {"darkroom": common.flops_per_call(DarkroomSide(args).step), "reference": common.flops_per_call(reference.step)}
+    darkroom_step = steps["darkroom"] if ours is None else DarkroomSide(args).step  # ranked: count one in this process
+    flops = {"darkroom": common.flops_per_call(darkroom_step), "reference": common.flops_per_call(reference.step)}
     for name, side in result.items():
         side["gflop_per_it"] = flops.get(name, flops["darkroom"]) / 1e9
         side["gflop_per_s"] = side["gflop_per_it"] * side["it_per_s"]["mean"]
