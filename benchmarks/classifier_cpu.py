@@ -50,12 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per round (throughput)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per side before timing (throughput)")
     parser.add_argument("--fastai-lr", type=float, default=1e-2, help="fastai fit_one_cycle lr_max (Adam, its default)")
+    parser.add_argument("--fastai-seeds", type=int, default=3, help="seeds per side of the fastai comparison")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST .gz files")
     parser.add_argument("--only", choices=("throughput", "accuracy", "fastai"), action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.baseline_seeds = min(args.seeds, 2), 1
+        args.seeds, args.baseline_seeds, args.fastai_seeds = min(args.seeds, 2), 1, 1
         args.rounds, args.steps, args.warmup = 2, 2, 1
     return args
 
@@ -337,17 +338,54 @@ def time_to_accuracy(args: argparse.Namespace) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- (3) fastai
+def fastai_curve(cfg, train, test, lr: float, seed: int) -> list[dict]:
+    """fastai's fit_one_cycle (its defaults: Adam, flat-cos momentum, its DataLoader) on the net and data the plain loop
+    gets; per epoch: cumulative seconds of the training phase (a callback's clock, validation excluded) and accuracy."""
+    from fastai.callback.core import Callback
+    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+
+    class TrainingClock(Callback):
+        def before_fit(self) -> None:
+            self.seconds, self.per_epoch = 0.0, []
+
+        def before_train(self) -> None:
+            self.started = time.perf_counter()
+
+        def after_train(self) -> None:
+            self.seconds += time.perf_counter() - self.started
+            self.per_epoch.append(self.seconds)
+
+    mean, std = channel_stats(train.images)
+    datasets = [normalised(split.images, split.labels, mean, std) for split in (train, test)]
+    torch.manual_seed(seed)
+    dls = DataLoaders.from_dsets(*datasets, bs=cfg.batch_size, device=torch.device("cpu"))
+    clock = TrainingClock()
+    learn = Learner(dls, CLASSIFIERS[cfg.arch](train.images.shape[1], len(train.classes)),
+                    loss_func=nn.CrossEntropyLoss(), metrics=accuracy, cbs=[clock])
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(math.ceil(cfg.epochs), lr)
+    curve = [{"epoch": index + 1, "train_time": seconds, "test_acc": float(values[-1])}
+             for index, (seconds, values) in enumerate(zip(clock.per_epoch, learn.recorder.values))]
+    print(f"  fastai seed {seed}: acc {curve[-1]['test_acc']:.4f}, {curve[-1]['train_time']:.1f} s", flush=True)
+    return curve
+
+
 def fastai_comparison(args: argparse.Namespace) -> Path:
+    """darkroom's preset and fastai's fit_one_cycle on the same net, data and epochs, seeds alternating in this process."""
     values = base_values(args, "fashion-mnist-cpu")
     cfg = build(classifier.CONFIG, {**values, "seed": 0})
-    settings = {"quick": args.quick, "arch": cfg.arch, "epochs": math.ceil(cfg.epochs), "batch_size": cfg.batch_size,
-                "lr_max": args.fastai_lr, "how_to_run": FASTAI_COMMANDS}
+    epochs = math.ceil(cfg.epochs)
+    settings = {"quick": args.quick, "preset": "fashion-mnist-cpu", "arch": cfg.arch, "epochs": epochs,
+                "batch_size": cfg.batch_size, "seeds_per_side": args.fastai_seeds, "target_accuracy": TARGET_ACCURACY,
+                "fastai": {"lr_max": args.fastai_lr, "optimizer": "fastai Adam (its defaults)",
+                           "data": "DataLoaders.from_dsets over the plain loop's normalised tensors, no augmentation",
+                           "init": "PyTorch default", "tta": "none"},
+                "how_to_run": FASTAI_COMMANDS}
     try:
         import fastai
-        from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
-        from fastai.data.core import DataLoaders
-        from fastai.learner import Learner
-        from fastai.metrics import accuracy
     except ImportError as error:
         reason = (f"fastai is not importable here ({error}); it needs torchvision, which has no build for torch "
                   f"{torch.__version__}. Run it in a separate environment: " + " && ".join(FASTAI_COMMANDS))
@@ -356,51 +394,39 @@ def fastai_comparison(args: argparse.Namespace) -> Path:
                                     target=1.0, higher_is_better=False, note="not run: fastai not installable here")
         return common.write_result(result_name("classifier_cpu_fastai", args), settings,
                                    {"status": "not run", "reason": reason}, rows=[row], notes=reason, device="cpu")
-    train, test = classifier.load_data(cfg)
-    mean, std = channel_stats(train.images)
-    datasets = [normalised(split.images, split.labels, mean, std) for split in (train, test)]
-    dls = DataLoaders.from_dsets(*datasets, bs=cfg.batch_size, device=torch.device("cpu"))
-    torch.manual_seed(0)
-    learn = Learner(dls, CLASSIFIERS[cfg.arch](train.images.shape[1], 10), loss_func=nn.CrossEntropyLoss(),
-                    metrics=accuracy)
-    epochs = math.ceil(cfg.epochs)
-    with learn.no_bar(), learn.no_logging():
-        started = time.perf_counter()
-        learn.fit_one_cycle(epochs, args.fastai_lr)
-        fit_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        _, final_acc = learn.validate()
-        validate_seconds = time.perf_counter() - started
-    per_epoch_acc = [float(values[-1]) for values in learn.recorder.values]
-    train_estimate = fit_seconds - epochs * validate_seconds  # fit() validates each epoch; take that out
-    reached = [i for i, acc in enumerate(per_epoch_acc) if acc >= TARGET_ACCURACY]
-    figures = {"status": "run", "fastai": fastai.__version__, "fit_seconds_with_validation": fit_seconds,
-               "validate_seconds": validate_seconds, "train_seconds_estimate": train_estimate,
-               "per_epoch_acc": per_epoch_acc, "final_acc": float(final_acc),
-               "reached_92_at_epoch": reached[0] + 1 if reached else None}
-    theirs = {"reached": bool(reached), "mean_acc": per_epoch_acc[reached[0]] if reached else per_epoch_acc[-1],
-              "seconds": train_estimate * (reached[0] + 1) / epochs if reached else train_estimate}
-    ours = darkroom_time_to_92(args)
-    note = ("fastai's time: fit_one_cycle minus its per-epoch validation (one validate() timed and subtracted), "
-            "one seed; darkroom's figure is read from classifier_cpu_time_to_92.json, a separate process")
-    if ours is None:
-        row = common.comparison_row("time to 92% vs fastai fit_one_cycle (CPU)", None, theirs["seconds"], "s",
-                                    "fastai fit_one_cycle", target=1.0, higher_is_better=False,
-                                    note="no darkroom time-to-92 result in " + str(common.results_dir()) + "; " + note)
-    else:
-        row = time_row(ours, theirs, epochs, "fastai fit_one_cycle, same net and epochs", 1.0)
-        row["comparison"] = "time to 92% vs fastai fit_one_cycle (CPU)"
-        row["note"] = "; ".join(filter(None, [row["note"], note]))
-    return common.write_result(result_name("classifier_cpu_fastai", args), settings, {**figures, "ratio": row["ratio"]},
-                               rows=[row], device="cpu")
+    settings["fastai"]["version"] = fastai.__version__
+    curves, fastai_curves = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-fastai-") as folder:
+        train, test = classifier.load_data(build(classifier.CONFIG, {**values, "out": f"{folder}/unused"}))
+        for seed in range(args.fastai_seeds):  # alternating: D0 F0, F1 D1, D2 F2, ...
+            sides = [lambda: curves.append(darkroom_seed_curve(values, seed, folder)),
+                     lambda: fastai_curves.append(fastai_curve(cfg, train, test, args.fastai_lr, seed))]
+            for side in (sides if seed % 2 == 0 else sides[::-1]):
+                side()
+    ours, theirs = first_reaching(curves, TARGET_ACCURACY), first_reaching(fastai_curves, TARGET_ACCURACY)
+    row = time_row(ours, theirs, epochs, "fastai fit_one_cycle, same net and epochs", 1.0)
+    row["comparison"] = "time to 92% vs fastai fit_one_cycle (CPU)"
+    figures = {"status": "run",
+               "darkroom": {"curves": curves, "time_to_92": ours,
+                            "final_test_acc": common.summary([c[-1]["test_acc"] for c in curves])},
+               "fastai": {"curves": fastai_curves, "time_to_92": theirs,
+                          "final_test_acc": common.summary([c[-1]["test_acc"] for c in fastai_curves])},
+               "ratio": row["ratio"]}
+    notes = ("Both sides in this process, seeds alternating (darkroom 0, fastai 0, fastai 1, darkroom 1, ...), fixed "
+             "epoch budget. Time to 92% = mean training time to the end of the first epoch whose seed-averaged test "
+             "accuracy is >= 92%; training time excludes evaluation on both sides (fastai's: a callback's clock around "
+             "each training phase). fastai runs with its own defaults (Adam, fit_one_cycle's schedule, its "
+             "DataLoader); darkroom as its preset does (augmentation, progressive resizing, label smoothing).")
+    return common.write_result(result_name("classifier_cpu_fastai", args), settings, figures, rows=[row], notes=notes,
+                               device="cpu")
 
 
-def darkroom_time_to_92(args: argparse.Namespace) -> dict | None:
-    """darkroom's time-to-92 figure from the accuracy part's result file, when one was written (else None)."""
-    path = common.results_dir() / f"{result_name('classifier_cpu_time_to_92', args)}.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())["figures"]["darkroom"]["time_to_92"]
+def darkroom_seed_curve(values: dict, seed: int, folder: str) -> list[dict]:
+    """One darkroom preset run in `folder`; its per-epoch curve (the run's final figures are in its metrics)."""
+    result = classifier.run(build(classifier.CONFIG, {**values, "seed": seed, "out": f"{folder}/darkroom-{seed}"}))
+    curve = darkroom_curve(result["run_dir"])
+    print(f"  darkroom seed {seed}: acc {result['test_acc']:.4f}, {result['train_time']:.1f} s", flush=True)
+    return curve
 
 
 def result_name(name: str, args: argparse.Namespace) -> str:
