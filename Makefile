@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.darkroom-installed
 SMOKE ?=
 
-.PHONY: install demo demo-quick test test-fast bench bench-gpu bench-gpu-prepare clean
+.PHONY: install demo demo-quick test test-fast bench fastai-env bench-gpu bench-gpu-prepare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_cpu
+
+# fastai needs torchvision, which has no build beside torch 2.13 CPU: a second environment (about 6 GB) that
+# `make bench` uses for the fastai comparison when it exists
+fastai-env:
+	test -x .fastai-env/bin/python || $(PYTHON) -m venv .fastai-env
+	.fastai-env/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	.fastai-env/bin/pip install -q fastai -e .
 
 bench-gpu-prepare: $(STAMP)
 	$(PY) -m benchmarks.gpu_prepare

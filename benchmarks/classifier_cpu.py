@@ -32,7 +32,7 @@ from darkroom.schedule import parse_sizes
 from darkroom.train import classifier
 
 TARGET_ACCURACY = 0.92
-FASTAI_COMMANDS = [
+FASTAI_COMMANDS = [  # what `make fastai-env` does, then the part alone
     "python3 -m venv /tmp/fastai-env",
     "/tmp/fastai-env/bin/pip install torch==2.14.1 torchvision==0.29.1 fastai "
     "--extra-index-url https://download.pytorch.org/whl/cpu",

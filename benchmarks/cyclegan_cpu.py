@@ -2,7 +2,8 @@
 it (same nets, same batch), iterations/s alternating in one process (darkroom in fp32, and with bf16 autocast where
 the CPU multiplies bf16 in hardware: AVX512-BF16 or AMX), each side's FLOPs per iteration and the fraction of the
 CPU's fp32 matrix-product peak it reaches, and peak memory per side in fresh processes;
-(b) the `fashion-mnist-shoes` preset trained through the CLI: time, grid, held-out translation accuracy and cycle error.
+(b) the `fashion-mnist-shoes` preset trained through the CLI: time, grid, held-out translation accuracy and cycle error
+(and, on a CPU with hardware bf16, seed 0 again with --precision bf16: its time beside fp32's, its scores).
 
     python -m benchmarks.cyclegan_cpu                    # both parts (about 35 minutes on 2 quiet cores)
     python -m benchmarks.cyclegan_cpu --only quality --seeds 3   # seeds 1-2 side by side, then seed 0 timed alone
@@ -239,13 +240,15 @@ def memory(args: argparse.Namespace) -> dict:
 # -- quality -------------------------------------------------------------------------------------------
 
 
-def train_presets(args: argparse.Namespace, work: Path, seeds: list[int], threads: int) -> list[tuple[Path, dict]]:
+def train_presets(args: argparse.Namespace, work: Path, seeds: list[int], threads: int,
+                  precision_name: str = "fp32") -> list[tuple[Path, dict]]:
     """Train the preset once per seed through the CLI, all at once, `threads` torch threads each."""
     extra = ["--ngf", "4", "--ndf", "4", "--stop-after", "4", "--val-images", "8"] if args.quick else []
+    extra += ["--precision", precision_name] if precision_name != "fp32" else []
     started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     jobs = []
     for seed in seeds:
-        run = work / f"fashion-mnist-shoes-seed{seed}"
+        run = work / f"fashion-mnist-shoes-seed{seed}{'' if precision_name == 'fp32' else '-' + precision_name}"
         command = [sys.executable, "-m", "darkroom", "train", "cyclegan", "--preset", "fashion-mnist-shoes", *extra,
                    "--seed", str(seed), "--out", str(run), "--quiet"]
         jobs.append((run, command, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -343,6 +346,12 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
         if not other or "error" in other:
             raise SystemExit(f"darkroom eval cyclegan {other_run} failed: {other}")
         seeds.append({"seed": int(other_run.name.rsplit("seed", 1)[1]), "training": other_training, **pick_scores(other)})
+    if precision.cpu_has_native_bf16() and not args.run:  # the same preset and seed with bf16 autocast, timed alone
+        bf16_run, bf16_training = train_presets(args, work, [0], args.threads, "bf16")[0]
+        bf16 = darkroom_eval(bf16_run, args.threads)
+        if not bf16 or "error" in bf16:
+            raise SystemExit(f"darkroom eval cyclegan {bf16_run} failed: {bf16}")
+        figures["bf16_seed0"] = {"training": bf16_training, **pick_scores(bf16)}
     figures["seeds"] = seeds
     worst = {f"{score}_{d}": (max if score == "translation_cycle_l1" else min)(seed[f"{score}_{d}"] for seed in seeds)
              for score in SCORES[:2] for d in ("a2b", "b2a")}
@@ -376,6 +385,20 @@ def quality_rows(quality_figures: dict) -> list[dict]:
                  f"{scores[f'translation_fid_{direction}_floor']:.2f}); {training.get('iterations')} iterations")
         row["target"], row["met"] = ">= 0.95 and cycle L1 <= 0.1", bool(
             scores[f"translation_target_accuracy_{direction}"] >= 0.95 and scores[f"translation_cycle_l1_{direction}"] <= 0.1)
+        rows.append(row)
+    bf16 = quality_figures.get("bf16_seed0")
+    if bf16:
+        fp32_wall, bf16_wall = training.get("wall_s"), bf16["training"]["wall_s"]
+        judged = "; ".join(f"{d} judged {bf16[f'translation_target_accuracy_{d}']:.3f} (fp32 "
+                           f"{scores[f'translation_target_accuracy_{d}']:.3f}), cycle L1 "
+                           f"{bf16[f'translation_cycle_l1_{d}']:.3f} ({scores[f'translation_cycle_l1_{d}']:.3f})"
+                           for d in ("a2b", "b2a"))
+        row = common.comparison_row("fashion-mnist-shoes trained with --precision bf16, seed 0: wall time (CPU)", bf16_wall,
+                                    fp32_wall, "s", "the same preset and seed in fp32", target=1.0,
+                                    higher_is_better=False, note=judged)
+        row["met"] = bool(row["met"] and all(bf16[f"translation_target_accuracy_{d}"] >= 0.95
+                                             and bf16[f"translation_cycle_l1_{d}"] <= 0.1 for d in ("a2b", "b2a")))
+        row["target"] = "<= 1x and the quality targets"
         rows.append(row)
     worst, seeds = quality_figures.get("worst_seed"), quality_figures.get("seeds", [])
     if worst and len(seeds) > 1:

@@ -3,11 +3,15 @@
     python -m benchmarks.run_cpu                         # classifier_cpu, gan_cpu, cyclegan_cpu, eval_cpu, toy_cpu, demo_cpu
     python -m benchmarks.run_cpu --only gan_cpu          # one of them (each also runs alone: python -m benchmarks.gan_cpu)
     python -m benchmarks.run_cpu --quick                 # pass --quick on (code paths only; the README is left alone)
-The whole set is held to --minutes (180; about 2.5 hours on 2 quiet cores); a script still running when that runs out is stopped and reported.
+The whole set is held to --minutes (60); a script still running when that runs out is stopped and reported.
+fastai needs torchvision, which has no build beside darkroom's torch: `make fastai-env` makes `.fastai-env/`
+(torch 2.14.1 + torchvision + fastai + darkroom), and when that (or --fastai-python) exists, classifier_cpu's fastai
+part runs in it, darkroom's side of that comparison too; without it the part records "not run".
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -15,30 +19,48 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("classifier_cpu", "gan_cpu", "cyclegan_cpu", "eval_cpu", "toy_cpu", "demo_cpu")
+FASTAI_ENV = HERE.parent / ".fastai-env" / "bin" / "python"
 
 
-def run_script(name: str, extra: list[str], seconds_left: float) -> tuple[str, float]:
-    """Run `python -m benchmarks.<name>`; (outcome, seconds)."""
+def run_script(name: str, extra: list[str], seconds_left: float, python: str = sys.executable) -> tuple[str, float]:
+    """Run `<python> -m benchmarks.<name>` from the checkout; (outcome, seconds)."""
     started = time.monotonic()
-    command = [sys.executable, "-m", f"benchmarks.{name}", *extra]
+    command = [python, "-m", f"benchmarks.{name}", *extra]
     print(f"\n=== {' '.join(command[1:])} ({seconds_left / 60:.0f} min left)", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     try:
-        code = subprocess.run(command, cwd=HERE.parent, timeout=max(1.0, seconds_left)).returncode
+        code = subprocess.run(command, cwd=HERE.parent, env=env, timeout=max(1.0, seconds_left)).returncode
         outcome = "ok" if code == 0 else f"exit {code}"
     except subprocess.TimeoutExpired:
         outcome = "stopped: out of time"
     return outcome, time.monotonic() - started
 
 
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(script, python, extra arguments) in order: classifier_cpu's fastai part goes to the fastai Python when one
+    exists, the rest of that script to this one."""
+    runs = []
+    fastai = Path(args.fastai_python)
+    for name in args.only or SCRIPTS:
+        if name == "classifier_cpu" and fastai.is_file():
+            runs += [(name, sys.executable, ["--only", "throughput", "--only", "accuracy"]),
+                     (name, str(fastai), ["--only", "fastai"])]
+        else:
+            runs.append((name, sys.executable, []))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SCRIPTS, help="run only these (repeatable)")
     parser.add_argument("--quick", action="store_true", help="pass --quick to each script; print the table only")
-    parser.add_argument("--minutes", type=float, default=180.0, help="time allowed for the whole set")
+    parser.add_argument("--minutes", type=float, default=60.0, help="time allowed for the whole set")
+    parser.add_argument("--fastai-python", default=os.environ.get("DARKROOM_FASTAI_PYTHON") or str(FASTAI_ENV),
+                        help="a Python with fastai and darkroom for classifier_cpu's fastai part (`make fastai-env`)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
     outcomes = []
-    for name in args.only or SCRIPTS:
+    for name, python, extra in planned_runs(args):
         if not (HERE / f"{name}.py").is_file():
             outcomes.append((name, "absent", 0.0))
             continue
@@ -46,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if left <= 0:
             outcomes.append((name, "skipped: out of time", 0.0))
             continue
-        outcome, seconds = run_script(name, ["--quick"] if args.quick else [], left)
-        outcomes.append((name, outcome, seconds))
+        outcome, seconds = run_script(name, extra + (["--quick"] if args.quick else []), left, python)
+        outcomes.append((name + (" (fastai)" if python != sys.executable else ""), outcome, seconds))
     print("\n=== summary")
     for name, outcome, seconds in outcomes:
         print(f"  {name:14s} {outcome:22s} {seconds / 60:5.1f} min")

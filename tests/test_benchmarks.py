@@ -188,7 +188,8 @@ def test_classifier_cpu_quick(tmp_path):
 
 @pytest.mark.slow
 def test_cyclegan_cpu_quality_quick_judges_the_worst_seed(tmp_path):
-    """Two tiny seeds trained side by side and scored by `darkroom eval cyclegan`: the acceptance reads the worst."""
+    """Two tiny seeds trained side by side and scored by `darkroom eval cyclegan`: the acceptance reads the worst; where
+    the CPU multiplies bf16 in hardware, seed 0 again with --precision bf16 (its time beside fp32's, its scores)."""
     run_module("benchmarks.cyclegan_cpu", ["--quick", "--only", "quality", "--seeds", "2"], tmp_path, timeout=900)
     record = check_record(tmp_path / "cyclegan_cpu-quick.json")
     quality = record["figures"]["quality"]
@@ -204,7 +205,13 @@ def test_cyclegan_cpu_quality_quick_judges_the_worst_seed(tmp_path):
     assert seeds[0]["translation_cycle_l1_b2a"] != seeds[1]["translation_cycle_l1_b2a"]  # two seeds, two runs
     assert quality["acceptance"]["judged on"] == "the worst of 2 seed(s)"
     assert quality["acceptance"]["cycle_l1_b2a <= 0.1"] is False  # 4 iterations of 4-filter nets
-    assert [row["comparison"].split(":")[0] for row in record["rows"]] == ["fashion-mnist-shoes a2b", "fashion-mnist-shoes b2a"] * 2
+    from darkroom import precision
+    bf16 = ["fashion-mnist-shoes trained with --precision bf16, seed 0"] if precision.cpu_has_native_bf16() else []
+    assert [row["comparison"].split(":")[0] for row in record["rows"]] == (
+        ["fashion-mnist-shoes a2b", "fashion-mnist-shoes b2a"] + bf16 + ["fashion-mnist-shoes a2b", "fashion-mnist-shoes b2a"])
+    if bf16:  # the same seed again with bf16 autocast, scored the same way
+        assert "--precision bf16 --seed 0" in quality["bf16_seed0"]["training"]["command"]
+        assert quality["bf16_seed0"]["translation_cycle_l1_b2a"] != seeds[0]["translation_cycle_l1_b2a"]
 
 
 def test_flops_per_call_counts_forward_and_backward_of_a_matrix_product():
@@ -259,3 +266,20 @@ def test_cpu_vector_extension_names_the_widest_unit():
     assert common.cpu_vector_extension(zen4) == "AVX-512 BF16"
     assert common.cpu_vector_extension(zen4.replace(" avx512_bf16", "")) == "AVX-512"
     assert common.cpu_vector_extension("model name\t: ARM\n") == ""
+
+
+def test_make_bench_sends_the_fastai_part_to_the_fastai_python_when_it_exists(tmp_path):
+    """`make bench` runs classifier_cpu's fastai part in the environment that has fastai, the rest in this one; with no
+    such environment the script runs whole here (and records the part as not run)."""
+    from benchmarks import run_cpu
+
+    args = lambda python: run_cpu.argparse.Namespace(only=["classifier_cpu", "gan_cpu"], fastai_python=str(python))
+    fastai_python = tmp_path / "bin" / "python"
+    assert run_cpu.planned_runs(args(fastai_python)) == [("classifier_cpu", sys.executable, []),
+                                                         ("gan_cpu", sys.executable, [])]
+    fastai_python.parent.mkdir()
+    fastai_python.write_text("")
+    assert run_cpu.planned_runs(args(fastai_python)) == [
+        ("classifier_cpu", sys.executable, ["--only", "throughput", "--only", "accuracy"]),
+        ("classifier_cpu", str(fastai_python), ["--only", "fastai"]),
+        ("gan_cpu", sys.executable, [])]
