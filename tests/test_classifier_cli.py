@@ -104,6 +104,17 @@ def test_resume_of_a_finished_run_says_so_and_touches_nothing(trained):
 
 
 @needs_fashion
+def test_resume_with_no_checkpoint_yet_says_it_starts_fresh(tmp_path):
+    """A rerun job passes --resume every time: the first life finds no checkpoint, trains from scratch and says so."""
+    out = tmp_path / "first-life"
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpunet", *QUICK, "--epochs", "1", "--out", str(out),
+                      "--resume"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"no checkpoint in {out} yet: --resume starts a fresh run"
+    assert json.loads((out / "status.json").read_text())["status"] == "finished"
+
+
+@needs_fashion
 def test_lr_find_writes_plot(tmp_path):
     result = run_cli(["lr-find", "--steps", "30", "--out", str(tmp_path / "lr.png")])
     assert result.returncode == 0, result.stderr

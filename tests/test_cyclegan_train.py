@@ -397,3 +397,13 @@ def test_translate_names_unreadable_files(gray_run, tmp_path):
         translate_folder(gray_run, "a2b", inputs, inputs, torch.device("cpu"), progress=False)
     with pytest.raises(UserError, match="direction"):
         translate_folder(gray_run, "sideways", inputs, tmp_path / "out2", torch.device("cpu"), progress=False)
+
+
+def test_resume_with_no_checkpoint_yet_says_it_starts_fresh(tmp_path, capsys):
+    data = unpaired_layout(tmp_path / "set", "L")
+    out = tmp_path / "run"
+    code, stdout, stderr = train_in_process(["--data", str(data), *TINY, "--load-size", "20", "--crop-size", "16",
+                                             "--stop-after", "1", "--out", str(out), "--resume"], capsys)
+    assert code == 0, stderr
+    assert f"no checkpoint in {out} yet: --resume starts a fresh run" in stdout
+    assert (out / "checkpoints" / "last.pt").is_file()

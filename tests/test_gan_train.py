@@ -325,3 +325,11 @@ def test_linear_lr_decay_reaches_zero_and_follows_the_current_iterations(tmp_pat
     assert code == 0
     code, run = train(tmp_path, *args, "4", "--resume", name="grown")
     assert code == 0 and [line["lr"] for line in metrics(run)] == pytest.approx([0.004, 0.002, 0.002, 0.001])
+
+
+@needs_fashion
+def test_resume_with_no_checkpoint_yet_says_it_starts_fresh(tmp_path, capsys):
+    code, run = train(tmp_path, "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16", "--resume")
+    assert code == 0
+    assert f"no checkpoint in {run} yet: --resume starts a fresh run" in capsys.readouterr().out
+    assert metrics(run)[-1]["iteration"] == 2

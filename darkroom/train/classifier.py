@@ -285,6 +285,8 @@ def run(cfg: ClassifierConfig, argv: list[str] | None = None) -> dict:
         folder.write_config(to_dict(cfg), argv, environment)
         folder.truncate_log(0)  # lines of an earlier life that died before its first checkpoint
         folder.set_status("running", resumes=0)
+        if cfg.resume:  # a rerun job passes --resume every time; say which it did
+            print_main(info, f"no checkpoint in {run_dir} yet: --resume starts a fresh run")
     meta = {"classes": data.classes, "mean": data.mean, "std": data.std, "channels": channels, "image_size": size}
 
     net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if info.distributed else model

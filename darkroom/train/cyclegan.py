@@ -311,6 +311,8 @@ def open_run(cfg: CycleGANConfig, argv: list[str] | None, info: dist.DistInfo, s
         folder.write_config(to_dict(cfg), argv)
         folder.truncate_log(0)  # a killed first life (no checkpoint yet) left lines this run writes again
         folder.set_status("running", resumes=0)
+        if cfg.resume:  # a rerun job passes --resume every time; say which it did
+            print_main(info, f"no checkpoint in {cfg.out} yet: --resume starts a fresh run")
     return {"step": 0, "log_lines": 0, "train_time": 0.0, "skipped": 0, "window": new_window()}, "fresh"
 
 

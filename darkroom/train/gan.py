@@ -245,6 +245,8 @@ def run(cfg: GanConfig, argv: list[str] | None = None) -> dict:
         folder.write_config(to_dict(cfg), argv)
         folder.truncate_log(0)  # a killed first life (no checkpoint yet) left lines this run writes again
         folder.set_status("running", resumes=0)
+        if cfg.resume:  # a rerun job passes --resume every time; say which it did
+            print_main(info, f"no checkpoint in {run_dir} yet: --resume starts a fresh run")
     meta.update(source=batches.source, images=len(batches), loss=cfg.loss)
 
     g_net = nn.parallel.DistributedDataParallel(G) if info.distributed else G
