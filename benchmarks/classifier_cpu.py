@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per round (throughput)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per side before timing (throughput)")
     parser.add_argument("--fastai-lr", type=float, default=1e-2, help="fastai fit_one_cycle lr_max (Adam, its default)")
-    parser.add_argument("--fastai-seeds", type=int, default=3, help="seeds per side of the fastai comparison")
+    parser.add_argument("--fastai-seeds", type=int, default=2, help="seeds per side of the fastai comparison")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST .gz files")
     parser.add_argument("--only", choices=("throughput", "accuracy", "fastai"), action="append",
                         help="run only these parts (repeatable)")

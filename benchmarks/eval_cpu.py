@@ -140,7 +140,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048, help="feature width")
     parser.add_argument("--seed", type=int, default=0, help="seed of features and KID subsets")
     parser.add_argument("--no-reference", action="store_true", help="skip the torch-fidelity / prdc runs")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "eval_cpu.json")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "benchmarks" / "results") /
+                        "eval_cpu.json", help="result file (default: eval_cpu.json in $OUT when set, else benchmarks/results/)")
     args = parser.parse_args()
     record: dict[str, object] = machine()
     rng = np.random.default_rng(args.seed)

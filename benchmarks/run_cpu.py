@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append((name + (" (fastai)" if python != sys.executable else ""), outcome, seconds))
     print("\n=== summary")
     for name, outcome, seconds in outcomes:
-        print(f"  {name:14s} {outcome:22s} {seconds / 60:5.1f} min")
+        print(f"  {name:25s} {outcome:22s} {seconds / 60:5.1f} min")
     from benchmarks import common, table
 
     results = common.results_dir()

@@ -48,12 +48,13 @@ def _fallback_row(record: dict) -> dict:
     if "agreement" in record and "references" in record:  # eval_cpu.json: darkroom's metrics vs the reference code
         seconds = record["darkroom"]["seconds"]["total"]
         reference = sum(part["seconds"] for part in record["references"].values())
-        agree = ", ".join(f"{name} {'agrees' if check['ok'] else 'DIFFERS'}" for name, check in record["agreement"].items())
+        agree = ", ".join(f"{name} {'agrees' if check['ok'] else 'DIFFERS'}" for name, check in record["agreement"].items()) \
+            or "reference libraries not installed: no agreement checked"
         settings = record.get("settings", {})
         return {"comparison": f"evaluation: FID+KID+P/R/D/C, {settings.get('n_real', '?')} vs {settings.get('n_fake', '?')} "
                               f"features of {settings.get('dim', '?')} (CPU)",
-                "darkroom": seconds, "baseline": reference, "baseline_name": "torch-fidelity + prdc on the same features",
-                "unit": "s", "ratio": seconds / reference, "target": "< 60 s", "met": seconds < 60.0,
+                "darkroom": seconds, "baseline": reference or None, "baseline_name": "torch-fidelity + prdc on the same features",
+                "unit": "s", "ratio": seconds / reference if reference else None, "target": "< 60 s", "met": seconds < 60.0,
                 "note": f"{agree} (torch-fidelity FID/KID, prdc P/R/D/C)"}
     figures = record.get("figures", {})
     pick = {key: figures.get(key) if not isinstance(figures.get(key), (dict, list)) else None

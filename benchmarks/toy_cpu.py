@@ -2,7 +2,7 @@
 high-quality fraction (VEEGAN's counts: a sample within 3 std of its nearest mode; a mode captured when it holds
 any), and the wall time of each run, trained through the CLI (`darkroom train gan --preset toy`).
 
-    python -m benchmarks.toy_cpu                  # 2 sets x 2 losses x 3 seeds (about 10 minutes on 2 quiet cores)
+    python -m benchmarks.toy_cpu                  # 2 sets x 2 losses x 2 seeds (4 minutes on 2 AVX-512 cores)
     python -m benchmarks.toy_cpu --quick          # tiny settings: checks the code paths, numbers mean nothing
 Both losses get the preset's generator iterations (1,200; WGAN-GP's toy experiments compare at equal generator
 iterations) and nets; the plain GAN is the non-saturating BCE loss (`--loss dcgan`) with its paper's Adam betas
@@ -48,7 +48,7 @@ def train(data: str, loss: str, seed: int, out: Path, iterations: int | None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny settings for development and tests")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
     iterations = 20 if args.quick else None

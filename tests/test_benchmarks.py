@@ -283,3 +283,13 @@ def test_make_bench_sends_the_fastai_part_to_the_fastai_python_when_it_exists(tm
         ("classifier_cpu", sys.executable, ["--only", "throughput", "--only", "accuracy"]),
         ("classifier_cpu", str(fastai_python), ["--only", "fastai"]),
         ("gan_cpu", sys.executable, [])]
+
+
+def test_an_evaluation_record_without_the_reference_libraries_is_tabled_without_a_ratio(tmp_path):
+    """eval_cpu.py run where torch-fidelity and prdc are absent writes no references: the table says so, no ratio."""
+    record = {"settings": {"n_real": 10, "n_fake": 10, "dim": 4}, "darkroom": {"seconds": {"total": 2.0}},
+              "references": {}, "agreement": {}, "date": "2026-11-29", "git_commit": "abc"}
+    (tmp_path / "eval_cpu.json").write_text(json.dumps(record))
+    [row] = table.load_rows([tmp_path / "eval_cpu.json"])
+    assert row["darkroom"] == 2.0 and row["baseline"] is None and row["ratio"] is None and row["met"] is True
+    assert "no agreement checked" in row["note"]
