@@ -293,3 +293,17 @@ def test_an_evaluation_record_without_the_reference_libraries_is_tabled_without_
     [row] = table.load_rows([tmp_path / "eval_cpu.json"])
     assert row["darkroom"] == 2.0 and row["baseline"] is None and row["ratio"] is None and row["met"] is True
     assert "no agreement checked" in row["note"]
+
+
+@pytest.mark.slow
+def test_gan_cpu_speed_quick_measures_a_bf16_side_exactly_where_the_cpu_has_bf16(tmp_path):
+    from darkroom import precision
+    run_module("benchmarks.gan_cpu", ["--quick", "--only", "speed"], tmp_path, timeout=600)
+    record = check_record(tmp_path / "gan_cpu-quick.json")
+    bf16 = precision.cpu_has_native_bf16()
+    for setting, sides in record["figures"]["speed"].items():
+        assert set(sides) == {"darkroom", "reference"} | ({"darkroom_bf16"} if bf16 else set())
+    assert [row["comparison"] for row in record["rows"]] == [
+        name for setting in ("wgan-32", "fashion-mnist-cpu")
+        for name in [f"GAN generator iteration, {setting} setting: it/s (CPU)"]
+        + ([f"GAN generator iteration, {setting} setting: it/s, darkroom bf16 autocast (CPU)"] if bf16 else [])]
