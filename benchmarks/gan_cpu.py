@@ -3,7 +3,8 @@ reference repositories write it (martinarjovsky/WassersteinGAN for clipping, the
 the penalty: eager, default memory format, no autocast, a DataLoader with per-image transforms in 2 workers), same
 nets and initial weights, generator iterations/s alternating in one process (darkroom in fp32, and with bf16
 autocast where the CPU multiplies bf16 in hardware), peak memory per side in fresh processes; (b) the
-`fashion-mnist-cpu` preset trained through the CLI with --loss wgan-gp (the preset as is), then wgan and dcgan for the same training time; each run's sample grid and `darkroom eval gan RUN` numbers.
+`fashion-mnist-cpu` preset trained through the CLI with --loss wgan-gp (the preset as is), then wgan and dcgan
+for the same training time; each run's sample grid and `darkroom eval gan RUN` numbers.
 
     python -m benchmarks.gan_cpu                         # everything (13 minutes on 2 AVX-512 cores)
     python -m benchmarks.gan_cpu --only speed --rounds 4
