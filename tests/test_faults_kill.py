@@ -170,11 +170,11 @@ def trainer(name: str, tmp: Path) -> Trainer:
                        "step", list(range(6, 37, 6)), ("model", "optimizer", "scaler", "data_generator", "order"), 36)
     if name == "gan":  # WGAN-GP, 5 critic steps per generator iteration, a sample grid every 4 iterations
         return Trainer(["train", "gan", "--data", "fashion-mnist", "--sample", "0.01", "--image-size", "16", "--nz",
-                        "8", "--ngf", "8", "--ndf", "8", "--batch-size", "8", "--n-samples", "4", "--iterations", "64",
+                        "8", "--ngf", "8", "--ndf", "8", "--batch-size", "8", "--n-samples", "4", "--iterations", "160",
                         "--warmup-critic", "off", "--log-every", "1", "--sample-every", "4", "--checkpoint-every", "1",
                         "--deterministic", "--quiet", "--seed", "3"],
-                       "iteration", list(range(4, 65, 4)),
-                       ("generator", "critic", "opt_g", "opt_d", "noise", "batches", "fixed_z"), 64)
+                       "iteration", list(range(4, 161, 4)),
+                       ("generator", "critic", "opt_g", "opt_d", "noise", "batches", "fixed_z"), 160)
     # 12 images a domain, batch 2: 6 steps an epoch, 3 + 3 epochs, validation at epoch ends, pools of 3
     data = tmp / "unpaired"
     if not data.exists():
