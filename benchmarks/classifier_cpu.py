@@ -32,12 +32,9 @@ from darkroom.schedule import parse_sizes
 from darkroom.train import classifier
 
 TARGET_ACCURACY = 0.92
-FASTAI_COMMANDS = [  # what `make fastai-env` does, then the part alone
-    "python3 -m venv /tmp/fastai-env",
-    "/tmp/fastai-env/bin/pip install torch==2.14.1 torchvision==0.29.1 fastai "
-    "--extra-index-url https://download.pytorch.org/whl/cpu",
-    "/tmp/fastai-env/bin/pip install -e .",
-    "/tmp/fastai-env/bin/python -m benchmarks.classifier_cpu --only fastai",
+FASTAI_COMMANDS = [  # fastai needs torchvision: a second environment, .fastai-env/ (git-ignored)
+    "make fastai-env",
+    ".fastai-env/bin/python -m benchmarks.classifier_cpu --only fastai",
 ]
 
 
@@ -294,8 +291,8 @@ def time_to_accuracy(args: argparse.Namespace) -> Path:
         epochs = math.ceil(cfg.epochs)
 
         def darkroom_seed(seed: int) -> None:
-            result = classifier.run(build(classifier.CONFIG, {**values, "seed": seed, "out": f"{folder}/darkroom-{seed}"}))
-            curves.append(darkroom_curve(result["run_dir"]))
+            curve, result = darkroom_seed_run(values, seed, folder)
+            curves.append(curve)
             finals.append({"seed": seed, "test_acc": result["test_acc"], "train_time": result["train_time"]})
 
         def plain_seed(seed: int) -> None:
@@ -399,7 +396,7 @@ def fastai_comparison(args: argparse.Namespace) -> Path:
     with tempfile.TemporaryDirectory(prefix="bench-fastai-") as folder:
         train, test = classifier.load_data(build(classifier.CONFIG, {**values, "out": f"{folder}/unused"}))
         for seed in range(args.fastai_seeds):  # alternating: D0 F0, F1 D1, D2 F2, ...
-            sides = [lambda: curves.append(darkroom_seed_curve(values, seed, folder)),
+            sides = [lambda: curves.append(darkroom_seed_run(values, seed, folder)[0]),
                      lambda: fastai_curves.append(fastai_curve(cfg, train, test, args.fastai_lr, seed))]
             for side in (sides if seed % 2 == 0 else sides[::-1]):
                 side()
@@ -421,12 +418,11 @@ def fastai_comparison(args: argparse.Namespace) -> Path:
                                device="cpu")
 
 
-def darkroom_seed_curve(values: dict, seed: int, folder: str) -> list[dict]:
-    """One darkroom preset run in `folder`; its per-epoch curve (the run's final figures are in its metrics)."""
+def darkroom_seed_run(values: dict, seed: int, folder: str) -> tuple[list[dict], dict]:
+    """One darkroom preset run in `folder`: its per-epoch curve and run()'s result."""
     result = classifier.run(build(classifier.CONFIG, {**values, "seed": seed, "out": f"{folder}/darkroom-{seed}"}))
-    curve = darkroom_curve(result["run_dir"])
     print(f"  darkroom seed {seed}: acc {result['test_acc']:.4f}, {result['train_time']:.1f} s", flush=True)
-    return curve
+    return darkroom_curve(result["run_dir"]), result
 
 
 def result_name(name: str, args: argparse.Namespace) -> str:

@@ -127,6 +127,14 @@ def environment(device: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- results
+def precision_setting() -> str:
+    """The speed benchmarks' precision, in words: fp32 on both sides, and darkroom in bf16 too on a CPU with hardware bf16."""
+    from darkroom import precision
+
+    return "fp32 on both sides" + (", and darkroom with bf16 autocast (this CPU multiplies bf16 in hardware)"
+                                   if precision.cpu_has_native_bf16() else " (this CPU has no hardware bf16)")
+
+
 def comparison_row(comparison: str, darkroom: float | None, baseline: float | None, unit: str, baseline_name: str,
                    target: float | None = None, higher_is_better: bool = True, note: str = "",
                    ratio: float | None = None, ratio_bound: str = "") -> dict:

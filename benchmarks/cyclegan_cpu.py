@@ -460,9 +460,7 @@ def main(argv: list[str] | None = None) -> None:
                 "ngf": args.ngf, "ndf": args.ngf, "rounds": args.rounds, "steps_per_round": args.steps,
                 "torch_threads": args.threads, "darkroom_processes": args.processes,
                 "darkroom_threads_per_process": max(1, args.threads // args.processes), "quick": args.quick,
-                "precision": "fp32 on both sides" + (", and darkroom with bf16 autocast (this CPU multiplies bf16 in "
-                                                      "hardware)" if precision.cpu_has_native_bf16() else
-                                                      " (this CPU has no hardware bf16)"),
+                "precision": common.precision_setting(),
                 "speed_data": "fixed random batches (data loading excluded on both sides)",
                 "memory": "peak RSS during 3 iterations above the RSS with nets and batches built, one fresh process per side",
                 "quality": "fashion-mnist-shoes preset trained through the CLI; judged on the 1000 + 1000 Fashion-MNIST "

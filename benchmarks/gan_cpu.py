@@ -343,8 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"speed_settings": {name: {k: v for k, v in SETTINGS[name].items()} for name in args.setting or SETTINGS},
                 "rounds": args.rounds, "generator_iterations_per_round": args.steps, "torch_threads": args.threads,
                 "reference_workers": args.workers, "quick": args.quick,
-                "precision": "fp32 on both sides" + (", and darkroom with bf16 autocast (this CPU multiplies bf16 in hardware)"
-                                                     if precision.cpu_has_native_bf16() else " (this CPU has no hardware bf16)"),
+                "precision": common.precision_setting(),
                 "speed_notes": "steady state: n_critic critic steps + 1 generator step per iteration (no 100-step bursts); "
                                "reference CPU seconds count its main process only (its DataLoader workers are extra)",
                 "memory": "peak RSS during 3 iterations above the RSS with nets and data built, one fresh process per "
