@@ -29,7 +29,7 @@ from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
 from darkroom.optim import set_lr_momentum
 from darkroom.schedule import parse_sizes
-from darkroom.train import classifier
+from darkroom import classifier
 
 TARGET_ACCURACY = 0.92
 FASTAI_COMMANDS = [  # fastai needs torchvision: a second environment, .fastai-env/ (git-ignored)

@@ -78,10 +78,9 @@ def cpu_vector_extension(cpuinfo: str | None = None) -> str:
 
 
 def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    from darkroom.launch import usable_cores as cores
+
+    return cores()
 
 
 def gpu_info() -> dict | None:
@@ -345,11 +344,9 @@ class SpawnedRanks:
 
     def __init__(self, factory: Callable, factory_args: tuple, processes: int, threads: int) -> None:
         import multiprocessing
-        import socket
+        from darkroom.launch import free_port
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         context = multiprocessing.get_context("spawn")
         self.processes, self.threads, self.pipes, self.workers = processes, threads, [], []
         for rank in range(processes):

@@ -34,8 +34,8 @@ from torch import nn
 from benchmarks import common
 from darkroom import precision
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
-from darkroom.train import cyclegan
-from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+from darkroom import cyclegan
+from darkroom.cyclegan import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
 
 CPU = torch.device("cpu")
 PRESET = cyclegan.PRESETS["fashion-mnist-shoes"]
@@ -289,7 +289,7 @@ def own_quality(run: Path, quick: bool) -> dict:
     10-class Fashion-MNIST classifier; mean |F(G(x)) - x| on [-1, 1] at the training resolution."""
     from darkroom.data import sources
     from darkroom.evaluate.features import DomainFeatures, builtin_feature_run
-    from darkroom.train.cyclegan_translate import load_generators, translate_images
+    from darkroom.cyclegan import load_generators, translate_images
 
     g_ab, g_ba, meta = load_generators(run, CPU)
     test = sources.load(meta["config"]["data"], "test")

@@ -34,7 +34,7 @@ from benchmarks import common
 from darkroom import dist, precision
 from darkroom.config import build
 from darkroom.data import sources
-from darkroom.train import gan, gan_data
+from darkroom import gan
 
 CPU = torch.device("cpu")
 # (name, settings over the preset): the REFERENCE.md section 5 WassersteinGAN row, and darkroom's CPU preset
@@ -86,15 +86,9 @@ class DarkroomSide:
 
     def __init__(self, cfg: gan.GanConfig, precision_name: str = "fp32") -> None:
         self.settings = gan.resolve(cfg)
-        batches = gan_data.build_batches(gan.data_settings(cfg), cfg.batch_size, 0, 1, CPU)
-        G, D = build_nets(cfg)
-        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format  # as gan.run()
-        G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
-        self.loop = gan.Loop(cfg, self.settings, dist.DistInfo(0, 1, 0, CPU), precision_name, G, D, G, D,
-                             gan.build_optimizer(self.settings.optimizer, G.parameters(), self.settings.lr, self.settings.betas),
-                             gan.build_optimizer(self.settings.optimizer, D.parameters(), self.settings.lr, self.settings.betas),
-                             torch.amp.GradScaler("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False),
-                             torch.Generator().manual_seed(cfg.seed + 1), batches, memory_format)
+        batches = gan.build_image_batches(gan.data_settings(cfg), cfg.batch_size, 0, 1, CPU)
+        torch.manual_seed(0)  # the nets of build_nets(cfg), built as gan.run() builds them
+        self.loop, _ = gan.build_loop(cfg, self.settings, dist.DistInfo(0, 1, 0, CPU), precision_name, batches)
 
     def step(self) -> None:
         for _ in range(self.settings.n_critic):

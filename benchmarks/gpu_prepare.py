@@ -28,8 +28,8 @@ AIRBENCH = "airbench==0.1.8"  # airbench94 as the README's anchor table quotes i
 # what a box with torch, torchvision and triton has anyway (their own requirements)
 ON_GPU_BOX = {"torch", "torchvision", "triton", "numpy", "pillow", "typing-extensions", "sympy", "mpmath", "networkx",
               "jinja2", "markupsafe", "fsspec", "filelock", "setuptools", "darkroom"}
-PATHS = ("darkroom.train.classifier", "darkroom.train.classifier_eval", "darkroom.train.gan", "darkroom.train.cyclegan",
-         "darkroom.train.cyclegan_losses", "darkroom.train.gan_data")
+PATHS = ("darkroom.classifier.train", "darkroom.classifier.predict", "darkroom.gan.train", "darkroom.cyclegan.train",
+         "darkroom.cyclegan.losses", "darkroom.gan.data")
 LIMIT_BYTES = 64 * 2**20  # what travels to the GPU box with the working tree
 
 

@@ -21,7 +21,7 @@ TARGET_ACCURACY = 0.94
 
 # ---------------------------------------------------------------------------------------------- builders
 def classifier_values(ctx, **overrides) -> dict:
-    from darkroom.train import classifier
+    from darkroom import classifier
 
     values = {**classifier.PRESETS["fastnet-gpu"], "data": "fashion-mnist", "data_root": ctx.data_root,
               "device": ctx.device, "quiet": True}
@@ -31,8 +31,8 @@ def classifier_values(ctx, **overrides) -> dict:
 
 
 def gan_loop(ctx, **overrides):
-    """darkroom's GAN loop (darkroom.train.gan.Loop) built as gan.run() builds it, for the gpu-64 preset."""
-    from darkroom.train import gan, gan_data
+    """darkroom's GAN loop (gan.Loop) built as gan.run() builds it (gan.build_loop), for the gpu-64 preset."""
+    from darkroom import gan
 
     values = {**gan.PRESETS["gpu-64"], "data_root": ctx.data_root, "device": ctx.device, "quiet": True}
     if ctx.smoke:
@@ -40,16 +40,9 @@ def gan_loop(ctx, **overrides):
     cfg = build(gan.CONFIG, {**values, **overrides})
     device = torch.device(ctx.device)
     settings = gan.resolve(cfg)
-    batches = gan_data.build_batches(gan.data_settings(cfg), cfg.batch_size, 0, 1, device)
-    G, D, _ = gan.build_nets(cfg, settings, batches.channels)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
-    name = precision.resolve(cfg.precision, device)
-    loop = gan.Loop(cfg, settings, dist.DistInfo(0, 1, 0, device), name, G, D, G, D,
-                    gan.build_optimizer(settings.optimizer, G.parameters(), settings.lr, settings.betas),
-                    gan.build_optimizer(settings.optimizer, D.parameters(), settings.lr, settings.betas),
-                    precision.make_scaler(name, device), precision.make_scaler(name, device),
-                    torch.Generator().manual_seed(cfg.seed + 1), batches, memory_format)
+    batches = gan.build_image_batches(gan.data_settings(cfg), cfg.batch_size, 0, 1, device)
+    loop, _ = gan.build_loop(cfg, settings, dist.DistInfo(0, 1, 0, device), precision.resolve(cfg.precision, device),
+                             batches)
     return loop, cfg
 
 
@@ -63,8 +56,8 @@ class CycleGANSide:
     """darkroom's CycleGAN iteration (cyclegan_losses.train_step) on fixed device-resident images."""
 
     def __init__(self, ctx, batch_size: int, **overrides) -> None:
-        from darkroom.train import cyclegan
-        from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights
+        from darkroom import cyclegan
+        from darkroom.cyclegan import CycleGANNets, GeneratorPair, ImagePool, LossWeights
 
         values = {**cyclegan.PRESETS["gpu-256"], "device": ctx.device, "quiet": True, "batch_size": batch_size}
         if ctx.smoke:
@@ -87,7 +80,7 @@ class CycleGANSide:
                                                       self.device, cfg.channels_last) for _ in range(2))
 
     def __call__(self) -> dict[str, float]:
-        from darkroom.train.cyclegan_losses import train_step
+        from darkroom.cyclegan import train_step
 
         losses, _ = train_step(self.step_nets, self.real_a, self.real_b, self.opt_g, self.opt_d, self.pools[0],
                                self.pools[1], self.weights, self.device, self.precision, self.scaler)
@@ -119,7 +112,7 @@ def correctness(ctx, budget: common.Budget) -> Path:
 def classifier_checks(ctx) -> list[dict]:
     from darkroom.nets import CLASSIFIERS
     from darkroom.nets.classifier import fastnet
-    from darkroom.train import classifier
+    from darkroom import classifier
 
     device = torch.device(ctx.device)
     cfg = build(classifier.CONFIG, classifier_values(ctx))
@@ -188,7 +181,7 @@ def cyclegan_checks(ctx) -> list[dict]:
 def classifier_time_to_94(ctx, budget: common.Budget, runs: int) -> Path:
     """fastnet-gpu preset vs airbench94 (unmodified), alternating runs, mean over runs, same process."""
     from benchmarks import gpu_airbench
-    from darkroom.train import classifier
+    from darkroom import classifier
 
     values = classifier_values(ctx)
     train, test = classifier.load_data(build(classifier.CONFIG, values))

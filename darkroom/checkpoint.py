@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import pickle
 import random
 import zipfile
@@ -15,35 +14,20 @@ from pathlib import Path
 
 import torch
 
+from darkroom import atomic
 from darkroom.errors import UserError
 
 
 def save(state: dict, path: Path) -> None:
     """Write `state` to `path` so that a crash at any moment leaves either the old or the new file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     buffer = io.BytesIO()
     torch.save(state, buffer)  # serialise first, so a failing disk surfaces as a plain OSError below
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        atomic.write_bytes(path, buffer.getbuffer())
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else error.strerror
         raise UserError(f"could not write checkpoint {path}: {reason}; the previous checkpoint is intact") from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load(path: Path) -> dict:

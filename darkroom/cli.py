@@ -14,11 +14,11 @@ from pathlib import Path
 from darkroom import config as config_io
 from darkroom.errors import RanksFailed, UserError
 
-# task -> module exposing CONFIG (a frozen dataclass), PRESETS (name -> dict of settings) and run(cfg, argv)
+# task -> package exposing CONFIG (a frozen dataclass), PRESETS (name -> dict of settings) and run(cfg)
 TRAINERS = {
-    "classifier": "darkroom.train.classifier",
-    "gan": "darkroom.train.gan",
-    "cyclegan": "darkroom.train.cyclegan",
+    "classifier": "darkroom.classifier",
+    "gan": "darkroom.gan",
+    "cyclegan": "darkroom.cyclegan",
 }
 
 
@@ -80,22 +80,25 @@ def add_train(commands: argparse._SubParsersAction, argv: list[str]) -> None:
         sub.add_argument("--preset", choices=tuple(module.PRESETS), help="named settings; flags override them")
         sub.add_argument("--config", help="TOML file of settings; flags override it")
         config_io.add_arguments(sub, module.CONFIG)
+    train.set_defaults(handler=run_train)
 
 
-def run_train(args: argparse.Namespace, argv: list[str]) -> int:
+def given_settings(config_class: type, args: argparse.Namespace) -> dict:
+    """The config fields among the parsed flags (argparse leaves out the flags not given)."""
+    names = set(config_class.__dataclass_fields__)
+    return {key: value for key, value in vars(args).items() if key in names}
+
+
+def run_train(args: argparse.Namespace) -> int:
     module = trainer_module(args.task)
-    values = dict(module.PRESETS[args.preset]) if args.preset else {}
-    if args.config:
-        values.update(config_io.read_toml(module.CONFIG, Path(args.config)))
-    names = {field for field in module.CONFIG.__dataclass_fields__}
-    values.update({key: value for key, value in vars(args).items() if key in names})
-    cfg = config_io.build(module.CONFIG, values)
-    module.run(cfg, argv)
+    module.run(config_io.layered(module.CONFIG, module.PRESETS, args.preset, args.config,
+                                 given_settings(module.CONFIG, args)))
     return 0
 
 
 def add_use_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a run")
+    evaluate.set_defaults(handler=run_eval)
     kinds = evaluate.add_subparsers(dest="kind", required=True, parser_class=Parser)
     classifier = kinds.add_parser("classifier", help="test accuracy, loss and per-class accuracy of a classifier run")
     classifier.add_argument("run", help="classifier run folder")
@@ -119,12 +122,14 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     add_judge_flags(images)
 
     predict = commands.add_parser("predict", help="top-k classes for image files of any size and mode")
+    predict.set_defaults(handler=run_predict)
     predict.add_argument("run", help="classifier run folder")
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--top-k", type=at_least(1), default=3)
     predict.add_argument("--device", default="auto")
 
     finder = commands.add_parser("lr-find", help="exponential learning-rate sweep; saves a plot")
+    finder.set_defaults(handler=run_lr_find)
     finder.add_argument("--preset", default="fashion-mnist-cpu")
     finder.add_argument("--data", default=None)
     finder.add_argument("--arch", default=None)
@@ -146,7 +151,7 @@ def add_judge_flags(parser: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
-    from darkroom.train.classifier_eval import evaluate_run
+    from darkroom.classifier import evaluate_run
 
     if args.kind != "classifier":
         from darkroom.evaluate import commands as evaluate
@@ -179,7 +184,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
-    from darkroom.train.classifier_eval import predict_files
+    from darkroom.classifier import predict_files
 
     for path in args.images:
         if Path(path).is_dir():
@@ -192,21 +197,21 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_lr_find(args: argparse.Namespace) -> int:
-    from darkroom.train.classifier import CONFIG, PRESETS
-    from darkroom.train.classifier_lr_find import lr_find
+    from darkroom import classifier
 
-    if args.preset not in PRESETS:
-        raise UserError(f"--preset {args.preset} is not a classifier preset: use one of {', '.join(PRESETS)}")
+    if args.preset not in classifier.PRESETS:
+        raise UserError(f"--preset {args.preset} is not a classifier preset: use one of {', '.join(classifier.PRESETS)}")
     output_file(args.out, "--out", (".png", ".svg", ".pdf"))
-    values = dict(PRESETS[args.preset])
-    values.update({k: v for k, v in (("data", args.data), ("arch", args.arch), ("device", args.device)) if v})
-    result = lr_find(config_io.build(CONFIG, values), args.start, args.end, args.steps, Path(args.out))
+    overrides = {key: value for key, value in (("data", args.data), ("arch", args.arch), ("device", args.device)) if value}
+    cfg = config_io.layered(classifier.CONFIG, classifier.PRESETS, args.preset, None, overrides)
+    result = classifier.lr_find(cfg, args.start, args.end, args.steps, Path(args.out))
     print(f"suggested learning rate {result['suggested_lr']:.3g} (steepest descent); plot {args.out}")
     return 0
 
 
 def add_sample(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser("sample", help="a grid of samples (or an interpolation strip) from a GAN run")
+    sample.set_defaults(handler=run_sample)
     sample.add_argument("run", help="gan run folder")
     sample.add_argument("--n", type=int, default=64, help="number of samples in the grid")
     sample.add_argument("--out", default="grid.png", help="PNG file to write")
@@ -219,7 +224,7 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
-    from darkroom.train.gan_sample import interpolation_strip, sample_grid
+    from darkroom.gan import interpolation_strip, sample_grid
 
     output_file(args.out, "--out", (".png",))
     if not Path(args.run).is_dir():
@@ -235,6 +240,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def add_translate(commands: argparse._SubParsersAction) -> None:
     translate = commands.add_parser("translate", help="translate a folder of images (any size) with a CycleGAN run")
+    translate.set_defaults(handler=run_translate)
     translate.add_argument("run", help="cyclegan run folder")
     translate.add_argument("input_dir", help="folder of images to translate (searched recursively)")
     translate.add_argument("output_dir", help="where the translations go, with the same relative paths and names")
@@ -247,7 +253,7 @@ def add_translate(commands: argparse._SubParsersAction) -> None:
 
 def run_translate(args: argparse.Namespace) -> int:
     from darkroom.dist import pick_device
-    from darkroom.train.cyclegan_translate import translate_folder
+    from darkroom.cyclegan import translate_folder
 
     output_folder(args.output_dir, "output folder")
     if not Path(args.run).exists():
@@ -263,6 +269,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
 def add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="(re)build report.html of a run, or index.html of a folder of runs")
+    report.set_defaults(handler=run_report)
     report.add_argument("path", help="a run folder, or a folder holding run folders")
 
 
@@ -283,6 +290,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="the main job on Fashion-MNIST at a CPU-sized budget")
+    demo.set_defaults(handler=run_demo)
     demo.add_argument("--quick", action="store_true", help="a first look in a fraction of the time")
     demo.add_argument("--out", default=None, help="demo folder (default runs/demo-<time>)")
 
@@ -311,22 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
-        if args.command == "train":
-            return run_train(args, argv)
-        if args.command == "eval":
-            return run_eval(args)
-        if args.command == "predict":
-            return run_predict(args)
-        if args.command == "lr-find":
-            return run_lr_find(args)
-        if args.command == "demo":
-            return run_demo(args)
-        if args.command == "report":
-            return run_report(args)
-        if args.command == "translate":
-            return run_translate(args)
-        if args.command == "sample":
-            return run_sample(args)
+        return args.handler(args)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return 2
@@ -335,4 +328,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("darkroom: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
         return 130
-    return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import tomllib
 import typing
 from pathlib import Path
@@ -150,3 +151,36 @@ def differences(old: Any, new: Any, ignore: tuple[str, ...]) -> list[str]:
     """Names of fields that differ between two configs of one class, skipping `ignore`."""
     return [field.name for field in dataclasses.fields(old)
             if field.name not in ignore and getattr(old, field.name) != getattr(new, field.name)]
+
+
+def layered(config_class: type, presets: dict[str, dict], preset: str | None = None, toml_path: str | None = None,
+            overrides: dict[str, Any] | None = None) -> Any:
+    """The one path from settings to a config (train, lr-find, demo): defaults <- preset <- TOML file <- overrides
+    (the flags given, or a demo's budget), validated once."""
+    if preset is not None and preset not in presets:
+        raise UserError(f"--preset {preset} is not one of {', '.join(presets)}")
+    values: dict[str, Any] = dict(presets[preset]) if preset else {}
+    if toml_path:
+        values.update(read_toml(config_class, Path(toml_path)))
+    values.update(overrides or {})
+    return build(config_class, values)
+
+
+def command_line(task: str, config: Any) -> str:
+    """`darkroom train TASK --flag value ...` that rebuilds `config`: every setting away from its default, --out last
+    (written into config.json, so the line comes from what the run used, not from how it was typed)."""
+    words = ["darkroom", "train", task]
+    fields = [field for field in dataclasses.fields(config) if field.name not in ("resume", "quiet", "out")]
+    for field in fields:
+        value = getattr(config, field.name)
+        if value == field.default or value is None:
+            continue
+        if isinstance(value, bool):
+            words.append(flag_name(field.name) if value else "--no-" + field.name.replace("_", "-"))
+        elif isinstance(value, (tuple, list)):
+            words += [flag_name(field.name), *map(str, value)]
+        else:
+            words += [flag_name(field.name), shlex.quote(str(value)) if str(value) else "''"]
+    if getattr(config, "out", None):
+        words += ["--out", shlex.quote(str(config.out))]
+    return " ".join(words)

@@ -35,10 +35,9 @@ EVAL_SAMPLES = {"full": 10000, "quick": 1000, "gpu": 10000}
 def train_phase(task: str, budget: str, out: Path) -> dict:
     import importlib
 
-    module = importlib.import_module(f"darkroom.train.{task}")
-    settings = {**module.PRESETS[PRESETS[task]], **BUDGETS[task][budget], "out": str(out / task)}
-    argv = ["train", task, "--preset", PRESETS[task], *[f"--{k.replace('_', '-')}={v}" for k, v in BUDGETS[task][budget].items()]]
-    return module.run(config.build(module.CONFIG, settings), argv)
+    module = importlib.import_module(f"darkroom.{task}")
+    return module.run(config.layered(module.CONFIG, module.PRESETS, PRESETS[task], None,
+                                     {**BUDGETS[task][budget], "out": str(out / task)}))
 
 
 def run_demo(out: Path, quick: bool) -> dict:

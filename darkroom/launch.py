@@ -59,7 +59,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def local_ranks(trainer: str, task: str, cfg, argv: list[str] | None) -> dict:
+def local_ranks(trainer: str, task: str, cfg) -> dict:
     """Run the trainer module `trainer` (its CONFIG and run) with `cfg` as cfg.processes ranks on this machine;
     return the run folder's status and last metrics line. `task` names the default run folder."""
     n = cfg.processes
@@ -69,7 +69,7 @@ def local_ranks(trainer: str, task: str, cfg, argv: list[str] | None) -> dict:
         print(f"training as {n} local ranks (gloo), {threads} thread(s) each", flush=True)
     with tempfile.TemporaryDirectory(prefix="darkroom-ranks-") as folder:
         spec = Path(folder) / "run.json"
-        spec.write_text(json.dumps({"trainer": trainer, "config": to_dict(cfg), "argv": argv, "threads": threads}))
+        spec.write_text(json.dumps({"trainer": trainer, "config": to_dict(cfg), "threads": threads}))
         env = {**os.environ, "WORLD_SIZE": str(n), "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": str(threads)}
         children, error_logs = [], []
@@ -143,7 +143,7 @@ def child_main(spec_path: str) -> int:
     module = importlib.import_module(spec["trainer"])
     cfg = from_dict(module.CONFIG, spec["config"])
     try:
-        module.run(cfg, spec["argv"])
+        module.run(cfg)
     except UserError as error:
         print(f"darkroom: error: {error}", file=sys.stderr)
         return leave(2)

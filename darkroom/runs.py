@@ -7,12 +7,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sys
 import time
 import weakref
 from datetime import datetime
 from pathlib import Path
 
+from darkroom import atomic
 from darkroom.errors import UserError
 
 
@@ -69,12 +69,11 @@ class RunFolder:
     def samples_dir(self) -> Path:
         return self.path / "samples"
 
-    def write_config(self, config: dict, argv: list[str] | None = None, environment: dict | None = None) -> None:
-        """config.json: the resolved config, the command that reproduces it, and the environment."""
-        record = {"task": self.task, "config": config,
-                  "command": " ".join(["darkroom", *(argv if argv is not None else sys.argv[1:])]),
+    def write_config(self, config: dict, command: str, environment: dict | None = None) -> None:
+        """config.json: the resolved config, the command that reproduces it (built from the config), the environment."""
+        record = {"task": self.task, "config": config, "command": command,
                   "environment": {**describe_environment(), **(environment or {})}}
-        _write_json_atomic(self.path / "config.json", record)
+        atomic.write_json(self.path / "config.json", record)
 
     def log(self, record: dict) -> None:
         """Append one JSON line; opened per write so a kill never loses earlier lines. Mirrored to TensorBoard."""
@@ -112,7 +111,7 @@ class RunFolder:
         if not log.exists():
             return
         lines = log.read_text().splitlines()[:keep]
-        _write_text_atomic(log, "".join(line + "\n" for line in lines))
+        atomic.write_text(log, "".join(line + "\n" for line in lines))
 
     def log_length(self) -> int:
         log = self.path / "metrics.jsonl"
@@ -123,22 +122,15 @@ class RunFolder:
         previous = read_status(self.path)
         record.setdefault("resumes", previous.get("resumes", 0))
         record.setdefault("started", previous.get("started", self.started))
-        _write_json_atomic(self.path / "status.json", record)
+        atomic.write_json(self.path / "status.json", record)
 
-    def close(self) -> Path | None:
-        """Write report.html (what the folder holds now) and release the lock; returns the report's path."""
-        report = None
-        try:
-            from darkroom.report.html import build_report
-            report = build_report(self.path)
-        except Exception as error:  # a report must never cost a finished run: say so and go on
-            print(f"darkroom: could not write {self.path / 'report.html'}: {error}", file=sys.stderr)
+    def close(self) -> None:
+        """Release the lock (and TensorBoard's writer). The report is the life-cycle's to build (lifecycle.finish)."""
         if getattr(self, "_board", None) is not None:
             self._board.close()
         if not self._lock.closed:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
-        return report
 
 
 def describe_environment() -> dict:
@@ -210,13 +202,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, record: dict) -> None:
-    _write_text_atomic(path, json.dumps(record, indent=2) + "\n")

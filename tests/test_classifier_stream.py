@@ -18,8 +18,8 @@ from PIL import Image
 from darkroom import checkpoint, dist
 from darkroom.data import sources
 from darkroom.data.resident import Augment
-from darkroom.train import classifier_data
-from darkroom.train.classifier_data import DataSettings, FileImages, StreamedImages, list_split
+from darkroom.classifier import data as classifier_data
+from darkroom.classifier.data import DataSettings, FileImages, StreamedImages, list_split
 from test_faults_kill import TIMING, Watch, assert_same, metric_lines, wait_for, zygote  # noqa: F401 (fixture)
 
 

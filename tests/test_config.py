@@ -5,7 +5,7 @@ import pytest
 
 from darkroom import config
 from darkroom.errors import UserError
-from darkroom.train.classifier import ClassifierConfig
+from darkroom.classifier.train import ClassifierConfig
 
 
 def parse(argv):
@@ -48,8 +48,8 @@ def test_a_config_built_in_code_is_checked_by_the_same_rules():
     including those made by dataclasses.replace (as presets are)."""
     from dataclasses import replace
 
-    from darkroom.train.cyclegan import CycleGANConfig
-    from darkroom.train.gan import GanConfig
+    from darkroom.cyclegan.train import CycleGANConfig
+    from darkroom.gan.train import GanConfig
 
     with pytest.raises(UserError, match="--lr must be greater than 0, not -1"):
         CycleGANConfig(lr=-1.0)

@@ -26,7 +26,7 @@ STEP_SCRIPT = textwrap.dedent('''
     from torch import nn
     from darkroom import dist
     from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
-    from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+    from darkroom.cyclegan.losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
 
     class Capture(torch.optim.SGD):
         def __init__(self, params):
@@ -70,7 +70,7 @@ SKIP_SCRIPT = textwrap.dedent('''
     from torch import nn
     from darkroom import dist
     from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
-    from darkroom.train.cyclegan_losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+    from darkroom.cyclegan.losses import CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
 
     def main(out):
         info = dist.setup("cpu")

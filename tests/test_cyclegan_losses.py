@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
-from darkroom.train.cyclegan import lr_factor
-from darkroom.train.cyclegan_losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,
+from darkroom.cyclegan.train import lr_factor
+from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,
                                             cycle_loss, discriminator_loss, gan_loss, train_step)
 
 CPU = torch.device("cpu")

@@ -116,7 +116,7 @@ def test_data_a_and_data_b_folders_of_different_modes(tmp_path, capsys):
 def test_batches_are_the_same_with_and_without_worker_processes(tmp_path):
     from darkroom import dist
     from darkroom.config import build
-    from darkroom.train import cyclegan
+    from darkroom.cyclegan import train as cyclegan
 
     data = unpaired_layout(tmp_path / "set", "RGB", count=8)
     batches = []
@@ -358,7 +358,7 @@ def gray_run(tmp_path_factory):
 
 
 def test_translate_keeps_sizes_names_and_folders(gray_run, tmp_path):
-    from darkroom.train.cyclegan_translate import translate_folder
+    from darkroom.cyclegan.translate import translate_folder
 
     inputs = tmp_path / "in"
     write_images(inputs, 1, (17, 23), "L", 1)
@@ -377,7 +377,7 @@ def test_translate_keeps_sizes_names_and_folders(gray_run, tmp_path):
 
 
 def test_translate_names_unreadable_files(gray_run, tmp_path):
-    from darkroom.train.cyclegan_translate import translate_folder
+    from darkroom.cyclegan.translate import translate_folder
 
     inputs = tmp_path / "in"
     write_images(inputs, 2, (16, 16), "L", 1)

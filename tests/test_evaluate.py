@@ -79,7 +79,7 @@ def test_a_second_process_waits_for_the_built_in_feature_network_instead_of_fail
     import time
 
     from darkroom.evaluate import features
-    from darkroom.train import classifier
+    from darkroom import classifier
 
     monkeypatch.setenv("DARKROOM_CACHE", str(tmp_path))
     monkeypatch.setattr(classifier, "run", lambda *args: pytest.fail("the network was trained a second time"))

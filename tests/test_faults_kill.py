@@ -49,7 +49,9 @@ import torch
 import torch._inductor.config  # what torch.use_deterministic_algorithms imports (--deterministic): seconds
 from darkroom import cli
 from darkroom.report import html
-from darkroom.train import classifier, cyclegan, gan
+from darkroom.classifier import train as classifier
+from darkroom.cyclegan import train as cyclegan
+from darkroom.gan import train as gan
 try:
     import torch.utils.tensorboard  # RunFolder.log mirrors metrics to TensorBoard when it is installed
 except ImportError:

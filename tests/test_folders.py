@@ -286,7 +286,7 @@ def test_unpaired_folders_missing(tmp_path):
 def test_csv_and_folder_splits_never_share_an_image_whatever_the_samples(tmp_path, train_sample, test_sample):
     """The hold-out is cut from every listed image before --sample / --test-sample thin each split."""
     from darkroom.data import sources
-    from darkroom.train.classifier_data import list_split
+    from darkroom.classifier.data import list_split
 
     for i in range(25):  # pixel value i names the image
         _solid(tmp_path / "set" / f"c{i % 2}" / f"{i}.png", i, mode="L")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from darkroom.nets import dcgan
-from darkroom.train import gan_losses as L
+from darkroom.gan import losses as L
 
 
 def linear_critic(w: torch.Tensor) -> nn.Module:

@@ -14,7 +14,9 @@ from conftest import have_fashion_mnist, needs_fashion
 from darkroom import cli
 from darkroom.data.lsun import write_lsun_lmdb
 from darkroom.errors import UserError
-from darkroom.train import gan, gan_data, gan_sample
+from darkroom.gan import train as gan
+from darkroom.gan import data as gan_data
+from darkroom.gan import sample as gan_sample
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-samples", "4", "--iterations", "2",
         "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "2", "--warmup-critic", "off", "--quiet",

@@ -142,7 +142,7 @@ def test_init_is_normal_002_with_zero_bias():
 
 
 def test_blocks_option_overrides_the_generator_name():
-    from darkroom.train.cyclegan import build_generator
+    from darkroom.cyclegan.train import build_generator
 
     values = {"ngf": 8, "generator": "resnet_9blocks", "upsample": "deconv"}
     for blocks, expected in ((0, 9), (3, 3), (None, 9)):
@@ -151,7 +151,7 @@ def test_blocks_option_overrides_the_generator_name():
 
 
 def test_negative_blocks_are_refused_in_one_sentence():
-    from darkroom.train.cyclegan import CycleGANConfig
+    from darkroom.cyclegan.train import CycleGANConfig
 
     with pytest.raises(UserError, match="--blocks must be at least 0, not -1"):
         CycleGANConfig(blocks=-1)  # built in code, not from flags: __post_init__ checks it

@@ -80,7 +80,7 @@ def eval_gan(run_dir: str, n: int, features_run: str | None, inception_weights: 
              device: torch.device) -> dict:
     """n samples from the run's generator vs its data's test split; memorization against 10k training images."""
     from darkroom.runs import read_config
-    from darkroom.train.gan_sample import generate
+    from darkroom.gan import generate
 
     started = time.time()
     config = read_config(Path(run_dir))["config"]
@@ -102,7 +102,7 @@ def eval_cyclegan(run_dir: str, features_run: str | None, inception_weights: str
     """Translate every held-out test image of each domain; target-class accuracy, FID to the real target, cycle L1."""
     from darkroom.data.idx import CLASSES
     from darkroom.runs import read_config
-    from darkroom.train.cyclegan_translate import load_generators, translate_images
+    from darkroom.cyclegan import load_generators, translate_images
 
     started = time.time()
     saved = read_config(Path(run_dir))

@@ -15,7 +15,7 @@ from torch import nn
 
 from darkroom.data.download import cache_dir
 from darkroom.errors import UserError
-from darkroom.train.classifier_eval import load_run
+from darkroom.classifier import load_run
 
 
 def builtin_feature_run(dataset: str = "fashion-mnist") -> Path:
@@ -33,14 +33,11 @@ def builtin_feature_run(dataset: str = "fashion-mnist") -> Path:
             print(f"waiting for another darkroom process to finish training the built-in feature network in {run_dir}")
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if not _ready(run_dir):  # (the process waited for may have finished it)
-            from darkroom import config
-            from darkroom.train import classifier
+            from darkroom import classifier, config
 
             print(f"training the built-in Fashion-MNIST feature network once; it is cached in {run_dir}")
-            settings = dict(classifier.PRESETS["fashion-mnist-cpunet"], out=str(run_dir), quiet=False,
-                            resume=(run_dir / "checkpoints" / "last.pt").exists())
-            argv = ["train", "classifier", "--preset", "fashion-mnist-cpunet"]
-            classifier.run(config.build(classifier.CONFIG, settings), argv)
+            overrides = dict(out=str(run_dir), quiet=False, resume=(run_dir / "checkpoints" / "last.pt").exists())
+            classifier.run(config.layered(classifier.CONFIG, classifier.PRESETS, "fashion-mnist-cpunet", None, overrides))
     return run_dir
 
 

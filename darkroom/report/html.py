@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from darkroom import runs
+from darkroom import atomic, runs
 from darkroom.report.plots import curve_panels
 
 STYLE = """body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:980px;
@@ -169,7 +169,5 @@ def write_page(path: Path, title: str, body: str) -> Path:
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title><style>{STYLE}</style>"
             f"</head><body>{body}</body></html>\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
+    atomic.write_text(path, page)
     return path

@@ -12,7 +12,7 @@ from darkroom import dist
 from darkroom.nets import CLASSIFIERS
 from darkroom.optim import param_groups
 from darkroom.precision import make_scaler
-from darkroom.train.classifier import ClassifierConfig, train_step
+from darkroom.classifier.train import ClassifierConfig, train_step
 
 out = sys.argv[1]
 info = dist.setup("cpu")

@@ -1,4 +1,4 @@
-"""One WGAN-GP critic step and one generator step, the way darkroom.train.gan runs them, on a fixed union batch.
+"""One WGAN-GP critic step and one generator step, the way darkroom.gan.train runs them, on a fixed union batch.
 
     python tests/scripts/gan_ddp_step.py OUT.pt                                   # one process, whole batch
     python -m torch.distributed.run --nproc_per_node=2 tests/scripts/gan_ddp_step.py OUT.pt   # two ranks, half each
@@ -11,7 +11,7 @@ from torch import nn
 
 from darkroom import dist
 from darkroom.nets import dcgan
-from darkroom.train.gan_losses import critic_objective, generator_objective
+from darkroom.gan.losses import critic_objective, generator_objective
 
 BATCH, SIZE, NZ = 8, 16, 8
 

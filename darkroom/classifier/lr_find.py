@@ -19,7 +19,7 @@ from darkroom.optim import param_groups, set_lr_momentum
 
 
 def lr_find(cfg, start: float, end: float, steps: int, plot_path: Path) -> dict:
-    from darkroom.train.classifier import load_data
+    from darkroom.classifier.train import load_data
 
     if not 0 < start < end:
         raise UserError(f"lr-find needs 0 < --start < --end, got {start} and {end}")

@@ -32,7 +32,7 @@ def load_generator(run_dir: str | os.PathLike, device: str | torch.device = "cpu
         raise UserError(f"{run_dir} holds a {saved.get('task', 'unknown')} run, not a GAN run")
     meta = saved["meta"]
     if meta["kind"] == "toy":
-        from darkroom.train import gan_toy
+        from darkroom.gan import toy as gan_toy
 
         G, _ = gan_toy.build_nets(meta["nz"], meta["hidden"])
     else:
@@ -82,7 +82,7 @@ def sample_grid(run_dir: str | os.PathLike, n: int = 64, out: str | os.PathLike 
     G, meta = load_generator(run_dir, device)
     images = render(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device)
     if meta["kind"] == "toy":
-        from darkroom.train import gan_toy
+        from darkroom.gan import toy as gan_toy
 
         return gan_toy.save_scatter(images, meta["data"], Path(out))
     return save_grid(images, Path(out), nrow=math.ceil(math.sqrt(n)), scale=max(1, 64 // meta["size"]))

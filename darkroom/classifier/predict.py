@@ -7,7 +7,7 @@ from torch import nn
 
 from darkroom import dist, precision
 from darkroom.data.resident import ResidentImages
-from darkroom.train.classifier_data import Images
+from darkroom.classifier.data import Images
 
 
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from darkroom import dist, runs
 from darkroom.report.grid import save_grid
-from darkroom.train.cyclegan_losses import LOSS_TERMS
+from darkroom.cyclegan.losses import LOSS_TERMS
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

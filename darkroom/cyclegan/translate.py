@@ -18,7 +18,7 @@ from darkroom.data.images import BadImage, list_images, open_image, shown, to_ui
 from darkroom.errors import UserError
 from darkroom.nets.cyclegan import translate_any_size
 from darkroom.report.grid import to_uint8
-from darkroom.train.cyclegan import build_generator
+from darkroom.cyclegan.nets import build_generator
 
 DIRECTIONS = ("a2b", "b2a")
 

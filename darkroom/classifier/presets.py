@@ -1,0 +1,70 @@
+"""Named classifier settings, one line per value with its unit and why (airbench's `hyp` table). Measurements and
+their history: benchmarks/README.md. Flags given beside --preset override these values."""
+
+PRESETS: dict[str, dict] = {
+    # the built-in feature and judge network of `darkroom eval` (darkroom/evaluate/features.py): all at 28 px
+    "fashion-mnist-cpunet": dict(
+        arch="cpunet",          # small whitened net sized for 2 CPU cores
+        epochs=5.0,             # epochs
+        batch_size=256,         # images per step
+        lr=0.4,                 # one-cycle peak LR (SGD, Nesterov)
+        label_smoothing=0.1,    # fraction of target mass spread over all classes
+        tta="flip",             # average the logits of the image and its mirror
+        channels_last=True,     # faster convolutions on AVX2/AVX-512 CPUs
+    ),
+    # CPU speed preset: cpunet with its first 2 epochs at 20 px (about half the cost of those epochs)
+    "fashion-mnist-cpu": dict(
+        arch="cpunet", epochs=5.0, batch_size=256, lr=0.4, label_smoothing=0.1, tta="flip", channels_last=True,
+        progressive="20:2",     # 20 px until epoch 2, then the full 28 px
+    ),
+    # lesson 12's Darknet recipe: use_clr_beta (div 20, pct 20, momentum 0.95 -> 0.85), 30 epochs
+    "darknet-lesson": dict(
+        arch="darknet",         # Darknet([1, 2, 4, 6, 3])
+        epochs=30.0, batch_size=256,
+        lr=1.3,                 # one-cycle peak LR
+        weight_decay=1e-4,      # coupled L2, on every parameter (fastai 0.7)
+        div=20.0, pct=20.0,     # start/end LR lr/20; last 20% of steps anneal
+        mom_max=0.95, mom_min=0.85,
+        nesterov=False, exempt_norm_bias=False,
+        pad=4,                  # px of reflection padding before the random crop
+        tta="none",
+    ),
+    # the benchmark net of REFERENCE.md section 5 (Darknet [1, 2, 2], nf 16), as 2 local data-parallel ranks
+    "darknet-small": dict(
+        arch="darknet_small", epochs=2.0, batch_size=256, lr=0.4, pad=2, tta="none", channels_last=True,
+        processes=2,            # one rank per core: small ops wait less at intra-op barriers
+    ),
+    # fast.ai's 1-GPU DAWNBench CIFAR-10 entry (2018, dawn_submit wrn_22: 94% in 404 s on one V100)
+    "wrn_22-dawnbench": dict(
+        arch="wrn_22", epochs=30.0,
+        batch_size=512,         # images per step on one GPU
+        lr=1.5,                 # one-cycle peak LR
+        weight_decay=1e-4,      # coupled L2 on every parameter
+        div=20.0, pct=20.0,     # use_clr_beta (20, 20, 0.95, 0.85)
+        mom_max=0.95, mom_min=0.85, nesterov=False, exempt_norm_bias=False,
+        pad=4, tta="none", channels_last=True,
+    ),
+    # fast.ai's 8-GPU DAWNBench CIFAR-10 entry (2018: 94% in 174 s on 8 V100): run it with torchrun --nproc_per_node=8
+    "wrn_22-dawnbench-8gpu": dict(
+        arch="wrn_22", epochs=40.0,
+        batch_size=1024,        # 128 per GPU x 8 GPUs
+        lr=2.0,                 # one-cycle peak LR
+        weight_decay=2e-4,      # coupled L2 on every parameter
+        div=50.0, pct=12.5,     # use_clr_beta (50, 12.5, 0.95, 0.85)
+        mom_max=0.95, mom_min=0.85, nesterov=False, exempt_norm_bias=False,
+        pad=4, tta="none", channels_last=True,
+    ),
+    # GPU speed preset in airbench94's spirit (whitening stem, dirac init, BN-bias LR x64, label smoothing 0.2,
+    # alternating flip, multi-view TTA, warm-up + linear decay, Nesterov SGD, batch 1024); EMA stays off
+    "fastnet-gpu": dict(
+        arch="fastnet", epochs=10.0, batch_size=1024, optimizer="sgd",
+        lr=0.2,                 # peak LR per step of mean loss
+        schedule="linear", warmup=0.2,  # 20% of steps warm-up, then linear decay to 0
+        momentum=0.85, nesterov=True, weight_decay=5e-4,
+        bias_lr_scale=64.0,     # BN biases learn 64x faster (airbench)
+        label_smoothing=0.2, alternating_flip=True,
+        ema=0.0,                # off: no gain measured at this budget
+        tta="multi",            # flip and 1-px shifts
+        pad=2, channels_last=True,
+    ),
+}

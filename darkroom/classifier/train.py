@@ -1,0 +1,332 @@
+"""darkroom train classifier: one plain loop, top to bottom (nanoGPT / airbench style).
+
+    darkroom train classifier --data fashion-mnist --preset fashion-mnist-cpu
+    torchrun --nproc_per_node=8 -m darkroom train classifier --data cifar10 --preset wrn_22-dawnbench-8gpu
+The run's life (folder, resume, checkpoint, report) is darkroom.lifecycle's; this file holds what is the classifier's.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from darkroom import dist, launch, lifecycle, precision
+from darkroom.classifier import data as classifier_data
+from darkroom.classifier.config import RESUME_MAY_CHANGE, ClassifierConfig
+from darkroom.classifier.data import Images
+from darkroom.classifier.predict import evaluate
+from darkroom.classifier.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
+from darkroom.data.resident import Augment, resize_batch
+from darkroom.errors import UserError
+from darkroom.nets import CLASSIFIERS
+from darkroom.nets.classifier import whiten_init_
+from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
+from darkroom.schedule import (one_cycle_lr, one_cycle_momentum, parse_sizes, size_at, warmup_cosine,
+                               warmup_linear_decay)
+
+CONFIG = ClassifierConfig
+# fp16: the GradScaler halves its scale (2^16 at the start) at each overflowing step and doubles it after 2,000 good
+# ones; 24 net halvings mean the loss is not recovering
+MIN_LOSS_SCALE = 2.0 ** -8
+
+
+def lr_momentum_at(cfg: ClassifierConfig, step: int, total: int) -> tuple[float, float]:
+    if cfg.schedule == "one-cycle":
+        return (one_cycle_lr(step, total, cfg.lr, cfg.div, cfg.pct),
+                one_cycle_momentum(step, total, cfg.mom_max, cfg.mom_min, cfg.pct))
+    shape = warmup_linear_decay if cfg.schedule == "linear" else warmup_cosine
+    return shape(step, total, cfg.lr, cfg.warmup), cfg.momentum
+
+
+def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.exempt_norm_bias, cfg.bias_lr_scale)
+    if cfg.optimizer == "adamw":  # AdamW's decay is decoupled already
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.mom_max, 0.99))
+    if cfg.decoupled_wd:  # torch's SGD has no decoupled decay: the step applies it (optim.decoupled_decay_)
+        for group in groups:
+            group["decoupled_decay"], group["weight_decay"] = group["weight_decay"], 0.0
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.mom_max, nesterov=cfg.nesterov)
+
+
+def data_settings(cfg: ClassifierConfig) -> classifier_data.DataSettings:
+    return classifier_data.DataSettings(spec=cfg.data, root=cfg.data_root, sample=cfg.sample,
+                                        test_sample=cfg.test_sample, seed=cfg.seed, image_size=cfg.image_size,
+                                        stream=cfg.stream, workers=cfg.workers, batch_size=cfg.batch_size,
+                                        channels_last=cfg.channels_last)
+
+
+def load_data(cfg: ClassifierConfig) -> tuple:
+    """(train, test) ImageArrays in memory (lr-find and the benchmarks; run() goes through classifier_data.load)."""
+    return classifier_data.load_arrays(data_settings(cfg))
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
+               precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               buffers: tuple[torch.Tensor, ...] = ()) -> tuple[float, bool]:
+    """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted
+    (fp16: the GradScaler skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are
+    put back after a non-finite forward, whose train-mode pass fed them non-finite activations.
+
+    Under DDP the skip is decided on the averaged gradients, which every rank holds alike after the backward's
+    all-reduce: one decision for all without a second exchange per step (a non-finite loss on any rank makes the
+    average non-finite)."""
+    kept = [buffer.clone() for buffer in buffers]  # a few KB: norm layers' running means, variances, counts
+    with precision.autocast(info.device, precision_name):
+        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+    value = loss.item()
+    if info.world_size == 1 and not math.isfinite(value) and precision_name != "fp16":
+        return skipped(buffers, kept, optimizer)  # alone: no backward to spend
+    scaler.scale(loss).backward()
+    if info.world_size > 1 and precision_name != "fp16" and not finite_gradients(model):
+        return skipped(buffers, kept, optimizer)
+    if not math.isfinite(value):  # fp16 (the scaler skips the step) or a rank alone: non-finite activations fed them
+        put_back(buffers, kept)
+    decoupled_decay_(optimizer)
+    scale_before = scaler.get_scale() if scaler.is_enabled() else 1.0
+    scaler.step(optimizer)  # fp16: skipped inside when gradients overflowed (dynamic loss scaling)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
+    return value, stepped
+
+
+def finite_gradients(model: nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+
+
+def skipped(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor],
+            optimizer: torch.optim.Optimizer) -> tuple[float, bool]:
+    put_back(buffers, kept)
+    optimizer.zero_grad(set_to_none=True)
+    return float("nan"), False
+
+
+def training_sizes(cfg: ClassifierConfig, model: nn.Module, channels: int, size: int) -> list[tuple[int, float]]:
+    """--progressive's stages, checked against the data's size and the net (one forward at each size)."""
+    try:
+        stages = parse_sizes(cfg.progressive)
+    except ValueError as error:
+        raise UserError(f"--progressive {cfg.progressive!r}: {error}") from None
+    if stages and stages[-1][1] >= cfg.epochs:
+        raise UserError(f"--progressive {cfg.progressive!r} resizes until epoch {stages[-1][1]:g} of the {cfg.epochs:g} "
+                        "epochs of --epochs: the last ones must train at full size (pass --progressive '' to turn "
+                        "it off)")
+    device = next(model.parameters()).device
+    for stage_size, _ in stages:
+        if stage_size >= size:
+            raise UserError(f"--progressive size {stage_size} is not smaller than the {size} px training images")
+        was_training = model.training
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(2, channels, stage_size, stage_size, device=device))
+        except RuntimeError:
+            raise UserError(f"--progressive size {stage_size} is too small for --arch {cfg.arch}") from None
+        finally:
+            model.train(was_training)
+    return stages
+
+
+def put_back(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor]) -> None:
+    for buffer, value in zip(buffers, kept):
+        buffer.copy_(value)
+
+
+@dataclass
+class Parts:
+    """What one training step touches, built once per process (fresh or resumed)."""
+    model: nn.Module  # the bare net (checkpointed); `net` is what steps: DDP-wrapped and/or compiled
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: EMA | None
+    data_generator: torch.Generator  # epoch orders and augmentation draws, on the device
+    augment: Augment
+    stages: list[tuple[int, float]]  # --progressive (size, until epoch)
+    buffers: tuple[torch.Tensor, ...]  # norm statistics kept across a skipped step (train_step)
+    precision_name: str
+
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
+                "ema": self.ema.model if self.ema else None, "data_generator": self.data_generator}
+
+
+def build_parts(cfg: ClassifierConfig, info: dist.DistInfo, data: classifier_data.ClassifierData, precision_name: str,
+                fresh: bool) -> Parts:
+    channels, size = data.shape[0], data.shape[1]
+    model = CLASSIFIERS[cfg.arch](channels, len(data.classes))
+    stem = model[0] if isinstance(model[0], nn.Conv2d) and model[0].kernel_size == (2, 2) else None
+    if stem is not None and cfg.whiten and fresh:  # a resume loads the stem's weights
+        whiten_init_(stem, data.train.normalise(data.whiten_images).float().contiguous().cpu())
+    model = precision.to_memory_format(model.to(info.device), cfg.channels_last)
+    stages = training_sizes(cfg, model, channels, size)
+    skips = cfg.on_nan == "skip" or precision_name == "fp16"
+    net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if info.distributed else model
+    return Parts(model=model, net=precision.maybe_compile(net, cfg.compile), optimizer=build_optimizer(cfg, model),
+                 scaler=precision.make_scaler(precision_name, info.device),
+                 ema=EMA(model, cfg.ema) if cfg.ema > 0 else None,
+                 data_generator=torch.Generator(device=info.device).manual_seed(cfg.seed),
+                 augment=Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip), stages=stages,
+                 buffers=tuple(model.buffers()) if skips else (), precision_name=precision_name)
+
+
+def new_state() -> dict:
+    return {"step": 0, "epoch": 0, "order": None, "skipped": 0, "log_lines": 0, "best_acc": 0.0, "train_time": 0.0,
+            "loss_sum": 0.0, "loss_count": 0}
+
+
+def run(cfg: ClassifierConfig) -> dict:
+    """Train, evaluate each epoch, checkpoint, and return the final metrics."""
+    if launch.wanted(cfg.processes, cfg.device):
+        return launch.local_ranks(__name__, "classifier", cfg)
+    info, precision_name = lifecycle.setup_runtime(cfg.device, cfg.seed, cfg.deterministic, cfg.batch_size,
+                                                           cfg.precision)
+    life = lifecycle.open_run("classifier", cfg, info, RESUME_MAY_CHANGE)
+    cfg = life.cfg
+    if life.saved is not None and life.status.get("status") == "finished":
+        return already_finished(life)
+    data = classifier_data.load(data_settings(cfg), info, life.saved["meta"] if life.saved else None)
+    if len(data.classes) < 2:
+        raise UserError(f"--data {cfg.data} has {len(data.classes)} class ({', '.join(data.classes)}): a classifier "
+                        "needs at least two")
+    parts = build_parts(cfg, info, data, precision_name, fresh=life.saved is None)
+    steps_per_epoch = data.train.steps_per_epoch()
+    if steps_per_epoch == 0:
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(data.train)} training images")
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    state = restore(life, parts) if life.saved is not None else new_state()
+    lifecycle.start(life, f"resumed {life.dir} at epoch {state['step'] // steps_per_epoch + 1}, step {state['step']} "
+                          f"of {total_steps}",
+                    {"device": str(info.device), "precision": precision_name,
+                     "data": "streamed" if data.streamed else "resident"})
+    meta = {"classes": data.classes, "mean": data.mean, "std": data.std, "channels": data.shape[0],
+            "image_size": data.shape[1]}
+    workers = f"{cfg.workers} DataLoader worker{'s' if cfg.workers != 1 else ''}" if cfg.workers else "the training process"
+    where = f"streamed by {workers}" if data.streamed else f"resident on {info.device.type}"
+    life.say(f"training {cfg.arch} on {data.source} ({len(data.train)} images, {'x'.join(map(str, data.shape))}, "
+             f"{where}) for {total_steps} steps, batch {cfg.batch_size} on {info.world_size} x {info.device.type}, "
+             f"{precision_name}")
+    started = time.time()
+    result: dict = {}
+    try:
+        while state["step"] < total_steps:
+            epoch = train_epoch(life, parts, data.train, state, steps_per_epoch, total_steps, meta)
+            if state["step"] % steps_per_epoch == 0 or state["step"] == total_steps:
+                trained_at = size_at(parts.stages, state["step"] - 1, steps_per_epoch) or data.shape[1]
+                result = end_epoch(life, parts.ema.model if parts.ema else parts.model, data.test, parts.augment,
+                                   state, epoch, started, trained_at)
+                state.update(order=None, loss_sum=0.0, loss_count=0)
+                save(life, parts, state, meta)
+    except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
+        lifecycle.fail(life, error, step=state["step"])
+        raise
+    report = lifecycle.finish(life, {k: v for k, v in result.items() if isinstance(v, float)})
+    if report is not None:
+        life.say(f"report: {report}")
+    life.say(f"done: test accuracy {result.get('test_acc', float('nan')):.4f} after {state['step']} steps, "
+             f"{state['train_time']:.1f} s training; run folder {life.dir}")
+    del parts  # the DDP wrapper, before dist.cleanup
+    dist.cleanup()
+    return {**result, "run_dir": life.dir}
+
+
+def train_epoch(life: lifecycle.Run, parts: Parts, train_set: Images, state: dict, steps_per_epoch: int,
+                total_steps: int, meta: dict) -> int:
+    """The steps of one epoch from where the state stands (mid-epoch after a resume) to its end or the last step;
+    returns the epoch's index."""
+    cfg, info = life.cfg, life.info
+    epoch = state["step"] // steps_per_epoch
+    first = state["step"] - epoch * steps_per_epoch
+    if first == 0 or state["order"] is None:
+        state["order"] = train_set.epoch_order(parts.data_generator)
+    last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+    bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
+    epoch_start = time.time()
+    parts.net.train()
+    for step_in_epoch in bar:
+        lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
+        set_lr_momentum(parts.optimizer, lr, momentum)
+        x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, parts.augment, parts.data_generator)
+        smaller = size_at(parts.stages, state["step"], steps_per_epoch)
+        if smaller is not None:
+            x = resize_batch(x, smaller)
+        loss, stepped = train_step(parts.net, x, y, cfg, info, parts.precision_name, parts.optimizer, parts.scaler,
+                                   parts.buffers)
+        if not stepped and cfg.on_nan == "stop":
+            stop_if_diverged(state["step"], parts.precision_name, parts.scaler, life.dir)
+        state["skipped"] += not stepped
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
+        if math.isfinite(loss):  # the epoch's mean train loss; checkpointed, so a resume averages every step
+            state["loss_sum"] += loss
+            state["loss_count"] += 1
+        state["step"] += 1
+        done_here = step_in_epoch + 1 - first
+        if not cfg.quiet and info.is_main and done_here % 5 == 0:
+            rate = done_here * cfg.batch_size / max(1e-9, time.time() - epoch_start)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+        if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
+            save(life, parts, state, meta)
+    bar.close()
+    state["train_time"] += time.time() - epoch_start
+    return epoch
+
+
+def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScaler, run_dir: str) -> None:
+    """--on-nan stop: a non-finite loss stops at once, except in fp16, where skipping overflowing steps is the
+    GradScaler's job; there only a scale driven below MIN_LOSS_SCALE (every step failing) stops the run."""
+    if precision_name != "fp16":
+        raise UserError(f"the training loss became non-finite at step {step}; the last good checkpoint "
+                        f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
+    if scaler.get_scale() < MIN_LOSS_SCALE:
+        raise UserError(f"the training loss stayed non-finite in fp16 until step {step} (the GradScaler's scale fell "
+                        f"to {scaler.get_scale():.3g}); the last good checkpoint in {run_dir}/checkpoints is intact "
+                        "(lower --lr, or use --precision bf16)")
+
+
+def end_epoch(life: lifecycle.Run, eval_model: nn.Module, test_set: Images, augment: Augment, state: dict, epoch: int,
+              started: float, train_size: int) -> dict:
+    """Test loss and accuracy (TTA) of the epoch's weights, one metrics line."""
+    cfg, info, folder = life.cfg, life.info, life.folder
+    precision_name = precision.resolve(cfg.precision, info.device)
+    tta = cfg.tta if augment.flip or cfg.tta == "none" else "none"
+    dist.broadcast_buffers(eval_model)  # rank 0's running statistics on every rank (DDP here does not send them)
+    test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
+    record = {"epoch": epoch + 1, "step": state["step"], "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
+              "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
+              "elapsed": time.time() - started, "skipped_steps": state["skipped"],
+              "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"]), "train_size": train_size}
+    life.say(f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.4f}  test loss {test_loss:.4f}  "
+             f"acc {test_acc:.4f}  {record['train_time']:.1f}s")
+    if folder:
+        folder.log(record)
+    return record
+
+
+def save(life: lifecycle.Run, parts: Parts, state: dict, meta: dict) -> None:
+    lifecycle.save(life, {key: value for key, value in state.items() if key != "order"}, parts.checkpointed(),
+                   extra={"order": state["order"], "meta": meta})
+
+
+def restore(life: lifecycle.Run, parts: Parts) -> dict:
+    state = {"loss_sum": 0.0, "loss_count": 0, **lifecycle.restore(life, parts.checkpointed())}
+    state.pop("rank")
+    order = life.saved["order"]
+    state["order"] = order.to(next(parts.model.parameters()).device) if order is not None else None
+    return state
+
+
+def already_finished(life: lifecycle.Run) -> dict:
+    """--resume of a finished run (a rerun job, torchrun --max-restarts): nothing to do and no file touched."""
+    from darkroom.runs import read_metrics
+
+    lines = read_metrics(life.dir)
+    last = lines[-1] if lines else {}
+    accuracy = f", test accuracy {last['test_acc']:.4f}" if "test_acc" in last else ""
+    return lifecycle.already_finished(
+        life, f"run {life.dir} already finished ({life.saved['state']['step']} steps{accuracy}); nothing to resume", last)

@@ -1,0 +1,32 @@
+"""Named CycleGAN settings, one line per value with its unit and why (airbench's `hyp` table). Measurements and
+their history: benchmarks/README.md ("Preset history"). Flags given beside --preset override these values."""
+
+PRESETS: dict[str, dict] = {
+    # the reference's defaults (junyanz/pytorch-CycleGAN-and-pix2pix)
+    "reference": dict(
+        load_size=286, crop_size=256,   # px: resize the shorter side, then random crop
+        generator="resnet_9blocks", ngf=64, ndf=64,
+        batch_size=1,
+        epochs=100.0, epochs_decay=100.0,  # epochs at full LR, then linear decay to 0
+    ),
+    # sneaker <-> ankle boot in under 5 minutes on 2 CPU cores (benchmarks/cyclegan_cpu.py, three seeds)
+    "fashion-mnist-shoes": dict(
+        data="fashion-mnist:sneaker,ankle-boot", load_size=28, crop_size=28,
+        flip=False,             # 99.9% of the shoes point one way: mirrors only widen what the nets must learn
+        identity=0.0,           # for two shapes in one grey palette it holds the source shape back
+        generator="resnet_6blocks",
+        blocks=3,               # residual blocks: twice the iterations of 6 in about the same time
+        ngf=32, ndf=32,
+        batch_size=4,           # more, smaller updates than 8 in the same time
+        cycle_decoder=8.0,      # the reconstructing generator gets 8x the cycle gradient (README, CycleGAN)
+        lambda_a=5.0,           # A -> B -> A cycle weight
+        lambda_b=12.0,          # B -> A -> B cycle weight
+        lr=3e-4,                # Adam
+        epochs=0.8, epochs_decay=1.8,  # 3858 iterations of batch 4
+        workers=0,              # decoding 28 px images costs less than a worker's hand-off
+        log_every=50, sample_every=100, checkpoint_every=100,  # iterations
+    ),
+    # the GPU benchmark's settings: reference nets at 256 px
+    "gpu-256": dict(load_size=286, crop_size=256, generator="resnet_9blocks", ngf=64, ndf=64, batch_size=4,
+                    precision="bf16", channels_last=True, workers=8, epochs=100.0, epochs_decay=100.0),
+}

@@ -1,0 +1,55 @@
+"""Named GAN settings, one line per value with its unit and why (airbench's `hyp` table). Measurements and their
+history: benchmarks/README.md ("Preset history"). Flags given beside --preset override these values."""
+
+PRESETS: dict[str, dict] = {
+    # CPU preset: <= 10 minutes on 2 cores for Fashion-MNIST (benchmarks/gan_cpu.py)
+    "fashion-mnist-cpu": dict(
+        data="fashion-mnist", image_size=28, loss="wgan-gp",
+        nz=64,                  # noise dimension
+        ngf=48,                 # generator width: learns faster per second than 32
+        ndf=24,                 # critic width: the critic runs ~87% of the arithmetic, so it is the narrower net
+        n_extra_layers=0,
+        batch_size=32,          # more, smaller updates: iterations matter most at this budget
+        iterations=2200,        # generator iterations (the time cap usually ends the run first)
+        max_minutes=9.5,        # minutes of training, then checkpoint and stop
+        lr=2e-4,                # both nets; twice the paper's (lower class-histogram KL at equal time)
+        beta1=0.5, beta2=0.9,   # Adam, as the WGAN-GP code's MNIST and CIFAR scripts
+        sample_every=250, log_every=50, checkpoint_every=250,  # generator iterations
+    ),
+    # lesson 12's notebook: 64 px, its nets (conv -> LeakyReLU -> BN, one extra layer); add --load-size 128 for its
+    # 128 px resize and random 64 px crop of LSUN
+    "lesson": dict(
+        image_size=64, loss="wgan", arch="wgan", nz=100, ngf=64, ndf=64, n_extra_layers=1,
+        optimizer="rmsprop", lr=1e-4,
+        clip=0.01,              # weight clipping bound c
+        n_critic=5, warmup_critic="on",  # 100 critic steps early and every 500th generator iteration
+        batch_size=64,
+    ),
+    # the WGAN paper (arXiv:1701.07875, algorithm 1)
+    "wgan": dict(image_size=64, loss="wgan", arch="wgan", optimizer="rmsprop", lr=5e-5, clip=0.01, n_critic=5,
+                 warmup_critic="on", batch_size=64),
+    # WGAN-GP (arXiv:1704.00028, algorithm 1): no BatchNorm in the critic
+    "wgan-gp": dict(image_size=64, loss="wgan-gp", arch="wgan-gp", optimizer="adam", lr=1e-4, beta1=0.0, beta2=0.9,
+                    gp_weight=10.0, n_critic=5, batch_size=64),
+    # DCGAN (arXiv:1511.06434): one D step per G step, non-saturating loss
+    "dcgan": dict(image_size=64, loss="dcgan", arch="dcgan", n_extra_layers=0, optimizer="adam", lr=2e-4,
+                  beta1=0.5, beta2=0.999, n_critic=1, batch_size=64),
+    # LSUN bedrooms on GPUs (pass --data path/to/bedroom_train_lmdb): WGAN-GP at 64 px, streamed
+    "lsun-64": dict(image_size=64, load_size=64, channels=3, loss="wgan-gp", iterations=100_000, batch_size=64,
+                    workers=8, stream="always", on_bad_image="skip", sample_every=1000, log_every=100,
+                    checkpoint_every=2000),
+    # WGAN-GP's 2-D toys (arXiv:1704.00028 sec. 5.1, its gan_toy.py); --data toy:grid25 for the 25-Gaussian grid
+    "toy": dict(
+        data="toy:ring8", loss="wgan-gp",
+        nz=2,                   # noise dimension of the paper's toy
+        batch_size=256,
+        iterations=1200,        # fits 2 minutes on 2 CPU cores with start-up (the paper trained 100k)
+        gp_weight=0.1,          # "smaller lambda seems to help for toy tasks"
+        beta1=0.5, beta2=0.9,
+        n_samples=1000,         # fixed-noise points per scatter and mode count
+        sample_every=250, log_every=50, checkpoint_every=500,
+    ),
+    # the GPU benchmark: 64x64 WGAN-GP on Fashion-MNIST upscaled to 64 (make bench-gpu)
+    "gpu-64": dict(data="fashion-mnist", image_size=64, loss="wgan-gp", nz=100, ngf=64, ndf=64, n_extra_layers=1,
+                   batch_size=64, iterations=500, sample_every=500, log_every=50, checkpoint_every=500),
+}
