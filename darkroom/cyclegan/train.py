@@ -118,8 +118,9 @@ def run(cfg: CycleGANConfig) -> dict:
     """Train both generators and both discriminators; checkpoint, log, draw grids; return the final numbers."""
     if launch.wanted(cfg.processes, cfg.device):
         return launch.local_ranks(__name__, "cyclegan", cfg)
-    info, precision_name = lifecycle.setup_runtime(cfg.device, cfg.seed, cfg.deterministic, 1, cfg.precision)
-    check_config(cfg, info.world_size)  # (its batch-size sentence names a multiple of the ranks)
+    info, precision_name = lifecycle.setup_runtime(cfg.device, cfg.seed, cfg.deterministic, cfg.batch_size,
+                                                   cfg.precision)
+    check_config(cfg, info.world_size)
     random.seed(cfg.seed + info.rank)  # the history pools' draws differ per rank
     life = lifecycle.open_run("cyclegan", cfg, info, RESUME_MAY_CHANGE)
     cfg = life.cfg
