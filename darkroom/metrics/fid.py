@@ -125,3 +125,68 @@ def kid(a: Features, b: Features, subsets: int = 100, subset_size: int = 1000, d
             ib = torch.from_numpy(rng.choice(fb.shape[0], m, replace=False))
             values[i] = _unbiased_mmd2(xa[ia], xb[ib], degree, gamma, coef0)
     return float(values.mean()), float(values.std())
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap replicates
+def resampled_stats(features: Features, counts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Mean (D,) and unbiased covariance (D, D) of each bootstrap resample; counts (B, N) say how often each of the
+    N samples is drawn (rows sum to N). Centred on the full mean first, so the products cancel nothing."""
+    x = torch.from_numpy(as_features(features, "features", min_rows=2))
+    n = x.shape[0]
+    center = x.mean(dim=0)
+    xc = x - center
+    for row in np.asarray(counts):
+        w = torch.from_numpy(np.asarray(row, dtype=np.float64))
+        shift = (w @ xc) / n  # resample mean - full mean
+        sigma = (xc.T * w) @ xc - n * torch.outer(shift, shift)
+        yield (center + shift).numpy(), (sigma / (n - 1)).numpy()
+
+
+def fid_replicates(fake: Features, real: Features, fake_counts: np.ndarray, real_counts: np.ndarray) -> np.ndarray:
+    """FID (B,) of each bootstrap resample pair (fake_counts (B, N_fake), real_counts (B, N_real))."""
+    return np.array([frechet_distance(mu_f, s_f, mu_r, s_r) for (mu_f, s_f), (mu_r, s_r)
+                     in zip(resampled_stats(fake, fake_counts), resampled_stats(real, real_counts))])
+
+
+def _weighted_kernel_sums(u: torch.Tensor, v: torch.Tensor, wu: torch.Tensor, wv: torch.Tensor, degree: int,
+                          gamma: float, coef0: float, rows: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w_u^T K w_v for every replicate (B,), sum_i w_u[b, i] w_v[b, i] K_ii (B,) when u is v) for the
+    polynomial kernel K (N_u, N_v), built in row chunks (float32 Gram, float64 kernel and sums, as `kid`)."""
+    total = torch.zeros(wu.shape[0], dtype=torch.float64)
+    diagonal = torch.zeros(wu.shape[0], dtype=torch.float64)
+    for start in range(0, u.shape[0], rows):
+        part = slice(start, start + rows)
+        k = (u[part] @ v.T).double().mul_(gamma).add_(coef0).pow_(degree)  # (rows, N_v)
+        total += ((k @ wv.T) * wu[:, part].T).sum(dim=0)
+        if u is v:
+            index = torch.arange(part.start, min(part.stop, u.shape[0]))
+            diagonal += (wu[:, index] * wv[:, index] * k[index - start, index]).sum(dim=1)
+    return total, diagonal
+
+
+def kid_replicates(fake: Features, real: Features, fake_counts: np.ndarray, real_counts: np.ndarray,
+                   subset_std: float = 0.0, subsets: int = 100, degree: int = 3, gamma: float | None = None,
+                   coef0: float = 1.0) -> np.ndarray:
+    """Bootstrap replicates (B,) whose spread is the sampling spread of `kid`'s mean.
+
+    Each replicate is the unbiased MMD^2 over all pairs of its resample (pairs of one sample with a copy of
+    itself left out, so duplicates add no k(x, x) terms). `kid` averages `subsets` random subsets, which adds
+    the subset noise subset_std^2 / subsets (its own std, about the full-pair U-statistic) to that spread: the
+    replicates are stretched about their mean to carry it. Costs the full (N, N) kernels once, in row chunks.
+    """
+    fa, fb = as_features(fake, "fake", min_rows=2), as_features(real, "real", min_rows=2)
+    gamma = 1.0 / fa.shape[1] if gamma is None else gamma
+    x, y = torch.from_numpy(fa).float(), torch.from_numpy(fb).float()
+    wx = torch.from_numpy(np.asarray(fake_counts, dtype=np.float64))
+    wy = torch.from_numpy(np.asarray(real_counts, dtype=np.float64))
+    with full_float32_matmul():
+        xx, xx_same = _weighted_kernel_sums(x, x, wx, wx, degree, gamma, coef0)
+        yy, yy_same = _weighted_kernel_sums(y, y, wy, wy, degree, gamma, coef0)
+        xy, _ = _weighted_kernel_sums(x, y, wx, wy, degree, gamma, coef0)
+    pairs_x = wx.sum(1) ** 2 - wx.square().sum(1)
+    pairs_y = wy.sum(1) ** 2 - wy.square().sum(1)
+    values = ((xx - xx_same) / pairs_x + (yy - yy_same) / pairs_y - 2 * xy / (wx.sum(1) * wy.sum(1))).numpy()
+    spread = values.var(ddof=1)
+    if spread > 0 and subset_std > 0:
+        values = values.mean() + (values - values.mean()) * np.sqrt(1 + subset_std ** 2 / subsets / spread)
+    return values

@@ -236,3 +236,35 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, k_pr:
     Kynkäänniemi and torch-fidelity); the prdc package uses < , the same for continuous features.
     """
     return _manifold(real, fake, k_pr, k_dc, chunk)
+
+
+# ---------------------------------------------------------------------------------------------- subset errors
+FOLDS, PARTITIONS, MIN_FOLD = 10, 5, 250  # 50 fold scores per metric at a cost of half a full-size computation;
+# folds of fewer than 250 samples measured too little spread (density 0.66x at 100 per fold)
+
+
+def prdc_standard_errors(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, k_pr: int = 3,
+                         k_dc: int = 5, folds: int = FOLDS, partitions: int = PARTITIONS,
+                         seed: int = 0) -> dict[str, float]:
+    """Standard errors of `prdc`'s four numbers by subsets: each of `partitions` seeded random splits cuts both
+    sets into `folds` disjoint pairs of folds, scored with radii of their own; the variance of a fold's score
+    divided by `folds` is the variance at the full size (these k-NN statistics are averages whose variance falls
+    as 1/n), averaged over the partitions.
+
+    Not the bootstrap: resampling with replacement duplicates points, which shrinks k-NN radii to 0 and
+    empties balls, and in planted Gaussians its spread of recall and coverage came out 1.5-1.9x the true one;
+    these subsets measured 0.8-1.1x (precision the lowest) at n = 1000-2000.
+    """
+    r = as_features(real, "real", min_rows=2)
+    f = as_features(fake, "fake", min_rows=2)
+    folds = min(folds, len(r) // max(MIN_FOLD, 2 * k_dc + 2), len(f) // max(MIN_FOLD, 2 * k_pr + 2))
+    if folds < 2:
+        return {key: float("nan") for key in ("precision", "recall", "density", "coverage")}
+    rng = np.random.default_rng([seed, 5])
+    variances: dict[str, list[float]] = {"precision": [], "recall": [], "density": [], "coverage": []}
+    for _ in range(partitions):
+        scores = [_manifold(r[a], f[b], k_pr, k_dc, None) for a, b in
+                  zip(np.array_split(rng.permutation(len(r)), folds), np.array_split(rng.permutation(len(f)), folds))]
+        for key, values in variances.items():
+            values.append(float(np.var([score[key] for score in scores], ddof=1)) / folds)
+    return {key: float(np.sqrt(np.mean(values))) for key, values in variances.items()}

@@ -47,7 +47,10 @@ def mode_stats(pred_fake: np.ndarray | torch.Tensor, pred_real: np.ndarray | tor
     real = np.bincount(_labels(pred_real, n_classes, "pred_real"), minlength=n_classes)
     if fake.sum() == 0 or real.sum() == 0:
         raise UserError("mode_stats needs at least one fake and one real prediction.")
+    return _histogram_stats(fake, real, n_classes, min_fraction)
 
+
+def _histogram_stats(fake: np.ndarray, real: np.ndarray, n_classes: int, min_fraction: float) -> dict[str, float]:
     def hit(counts: np.ndarray) -> float:
         return float(np.sum(counts >= max(1.0, min_fraction * counts.sum())))
 
@@ -60,6 +63,18 @@ def mode_stats(pred_fake: np.ndarray | torch.Tensor, pred_real: np.ndarray | tor
         "mode_kl_real_fake": _kl(p_real, p_fake),
         "mode_max_fraction": float(fake.max() / fake.sum()),
     }
+
+
+def mode_stats_replicates(pred_fake: np.ndarray | torch.Tensor, pred_real: np.ndarray | torch.Tensor, n_classes: int,
+                          fake_counts: np.ndarray, real_counts: np.ndarray,
+                          min_fraction: float = 0.01) -> dict[str, np.ndarray]:
+    """`mode_stats` (B,) of each bootstrap resample; counts (B, N) say how often each prediction is drawn."""
+    fake = _labels(pred_fake, n_classes, "pred_fake")
+    real = _labels(pred_real, n_classes, "pred_real")
+    rows = [_histogram_stats(np.bincount(fake, weights=w_f, minlength=n_classes),
+                             np.bincount(real, weights=w_r, minlength=n_classes), n_classes, min_fraction)
+            for w_f, w_r in zip(np.asarray(fake_counts), np.asarray(real_counts))]
+    return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
 
 def stack_three(images_1ch: torch.Tensor) -> torch.Tensor:
