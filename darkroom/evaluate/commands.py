@@ -134,3 +134,63 @@ def eval_cyclegan(run_dir: str, features_run: str | None, inception_weights: str
     write_json(result, Path(run_dir) / "eval.json")
     print_table(result)
     return result
+
+
+def read_eval_json(path: str) -> dict:
+    """A run folder's eval.json (or an eval.json file itself), or one sentence saying why not."""
+    import json
+
+    file = Path(path) / "eval.json" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise UserError(f"{path} holds no eval.json: run darkroom eval on it first")
+    try:
+        return json.loads(file.read_text())
+    except ValueError as error:
+        raise UserError(f"{file} is not valid JSON ({error})") from error
+
+
+def compare_runs(run_dirs: list[str]) -> list[str]:
+    """For every metric with an interval in each run's eval.json and every pair of runs, one line: both values
+    with their 95% intervals, and whether the difference is beyond them (the intervals do not overlap: for two
+    equal-width intervals a two-sided test at about p < 0.006) or within them.
+
+    Scores from different feature networks or sample counts do not compare: such runs get one line saying so.
+    """
+    from itertools import combinations
+
+    from darkroom.metrics.intervals import separated
+
+    if len(run_dirs) < 2:
+        raise UserError("darkroom eval compare needs at least two evaluated runs")
+    results = {name: read_eval_json(name) for name in run_dirs}
+    lines = []
+    reference = run_dirs[0]
+    for name in run_dirs[1:]:
+        for key in ("feature_network", "n_fake"):
+            if results[name].get(key) != results[reference].get(key):
+                lines.append(f"{name} and {reference} differ in {key} ({results[name].get(key)} vs "
+                             f"{results[reference].get(key)}): their scores do not compare")
+    if lines:
+        return lines
+    first = results[reference]
+    metrics = [key for key in first if f"{key}_ci_low" in first and not key.endswith("_floor")
+               and all(f"{key}_ci_low" in result for result in results.values())]
+    if not metrics:
+        return ["no metric has an interval in every eval.json (evaluated before intervals were added?): "
+                "run darkroom eval again"]
+
+    def shown(result: dict, key: str) -> str:
+        return f"{result[key]:.5g} [{result[f'{key}_ci_low']:.4g}, {result[f'{key}_ci_high']:.4g}]"
+
+    for key in metrics:
+        for a, b in combinations(run_dirs, 2):
+            ra, rb = results[a], results[b]
+            if not all(isinstance(ra.get(k), (int, float)) and isinstance(rb.get(k), (int, float))
+                       for k in (key, f"{key}_ci_low", f"{key}_ci_high")):
+                lines.append(f"{key}: {a} vs {b}: no interval (not finite)")
+                continue
+            beyond = separated(ra[f"{key}_ci_low"], ra[f"{key}_ci_high"], rb[f"{key}_ci_low"], rb[f"{key}_ci_high"])
+            verdict = (f"{b} {'higher' if rb[key] > ra[key] else 'lower'}, beyond the intervals" if beyond
+                       else "within the intervals")
+            lines.append(f"{key}: {a} {shown(ra, key)} vs {b} {shown(rb, key)}: {verdict}")
+    return lines

@@ -1,7 +1,8 @@
 """Score a set of generated images against real ones: features -> darkroom.metrics -> flat dict, floor beside.
 
 The floor is every metric between a real training subsample of the same size and the same real
-reference set: the value a perfect generator would get at this n.
+reference set: the value a perfect generator would get at this n. Every metric and floor carries a 95%
+interval (`<metric>_ci_low`, `<metric>_ci_high`, `<metric>_floor_ci_low`, `<metric>_floor_ci_high`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from darkroom.evaluate.features import DomainFeatures
 from darkroom.evaluate.figures import class_histogram_figure, nearest_pairs_figure
 from darkroom.metrics.floor import score_features, with_floor
+from darkroom.metrics.intervals import LEVEL, RESAMPLES, is_interval_key
 from darkroom.metrics.memorization import closest_pairs
 
 
@@ -44,11 +46,11 @@ def score_images(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor, ju
     f_real, p_real = judges(real)
     f_train, p_train = judges(train)
     n_classes = len(judges.domain.classes)
-    scores = score_features(f_fake, f_real, p_fake, p_real, f_train, n_classes, seed)
+    scores = score_features(f_fake, f_real, p_fake, p_real, f_train, n_classes, seed, resamples=RESAMPLES)
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:len(fake)].numpy()
-    floor = score_features(f_train[pick], f_real, p_train[pick], p_real, None, n_classes, seed)
+    floor = score_features(f_train[pick], f_real, p_train[pick], p_real, None, n_classes, seed, resamples=RESAMPLES)
     result = {"feature_network": judges.name, "classifier": judges.domain.name, "n_train_reference": float(len(train)),
-              **with_floor(scores, floor)}
+              "interval_level": LEVEL, "interval_resamples": float(RESAMPLES), **with_floor(scores, floor)}
     if figures_dir is not None:
         class_histogram_figure(p_fake, p_real, judges.domain.classes, figures_dir / "eval_class_histogram.png")
         fake_index, train_index, _ = closest_pairs(f_fake, f_train, n=8)
@@ -56,14 +58,24 @@ def score_images(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor, ju
     return result
 
 
+def _with_interval(result: dict, key: str) -> str:
+    value = result.get(key)
+    if not isinstance(value, (int, float)):
+        return ""
+    low, high = result.get(f"{key}_ci_low"), result.get(f"{key}_ci_high")
+    if isinstance(low, float) and isinstance(high, float) and np.isfinite(low) and np.isfinite(high):
+        return f"{value:.5g} [{low:.4g}, {high:.4g}]"
+    return f"{value:.5g}"
+
+
 def print_table(result: dict) -> None:
+    """metric | value [95% interval] | floor [95% interval], one row per metric."""
     print(f"feature network: {result.get('feature_network', '?')}")
-    print(f"{'metric':40s} {'value':>12s} {'floor':>12s}")
+    print(f"{'metric':36s} {'value [95% interval]':>34s} {'floor [95% interval]':>34s}")
     for key, value in result.items():
-        if key.endswith("_floor") or not isinstance(value, (int, float)):
+        if key.endswith("_floor") or is_interval_key(key) or not isinstance(value, (int, float)):
             continue
-        floor = result.get(f"{key}_floor")
-        print(f"{key:40s} {value:12.5g} {'' if floor is None else format(floor, '12.5g'):>12s}")
+        print(f"{key:36s} {_with_interval(result, key):>34s} {_with_interval(result, f'{key}_floor'):>34s}")
 
 
 def write_json(result: dict, path: Path) -> Path:
