@@ -120,6 +120,9 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     images.add_argument("--n", type=at_least(2), default=None, help="use the first n fake images")
     images.add_argument("--json", default="eval.json", help="where to write the numbers")
     add_judge_flags(images)
+    compare = kinds.add_parser("compare", help="which score differences between evaluated runs lie beyond their "
+                               "95%% intervals")
+    compare.add_argument("runs", nargs="+", help="two or more run folders (or eval.json files) darkroom eval has scored")
 
     predict = commands.add_parser("predict", help="top-k classes for image files of any size and mode")
     predict.set_defaults(handler=run_predict)
@@ -150,6 +153,12 @@ def add_judge_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.kind == "compare":
+        from darkroom.evaluate.commands import compare_runs
+
+        for line in compare_runs(args.runs):
+            print(line)
+        return 0
     from darkroom.dist import pick_device
     from darkroom.classifier import evaluate_run
 

@@ -99,3 +99,24 @@ def test_a_second_process_waits_for_the_built_in_feature_network_instead_of_fail
     assert features.builtin_feature_run() == run_dir
     assert time.perf_counter() - started >= 0.5
     assert "waiting for another darkroom process" in capsys.readouterr().out
+
+
+def _eval_json(folder, fid: float, half: float):
+    folder.mkdir()
+    (folder / "eval.json").write_text(json.dumps({
+        "feature_network": "net", "n_fake": 1000.0, "frechet_inception_distance": fid,
+        "frechet_inception_distance_ci_low": fid - half, "frechet_inception_distance_ci_high": fid + half}))
+    return str(folder)
+
+
+def test_eval_compare_on_the_command_line_prints_each_pair_and_refuses_bad_input(tmp_path):
+    a = _eval_json(tmp_path / "a", 10.0, 1.0)
+    b = _eval_json(tmp_path / "b", 14.0, 1.0)  # [13, 15] vs [9, 11]: beyond
+    result = run_cli(["eval", "compare", a, b])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"frechet_inception_distance: {a} 10 [9, 11] vs {b} 14 [13, 15]: "
+                                     f"{b} higher, beyond the intervals")
+    for args, words in (([a], "at least two"), ([a, str(tmp_path / "missing")], "missing holds no eval.json")):
+        result = run_cli(["eval", "compare", *args])
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
