@@ -62,7 +62,7 @@ class CycleGANConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     processes: int = option(1, "CPU: train as N data-parallel processes on this machine (gloo), each with its share "
                                "of the cores and its own pools; ignored on GPUs and under torchrun")
-    workers: int = option(4, "data loading processes (0 = in the training process)", low=0)
+    workers: int = option(4, "data loading processes (0 = in the training process; at most the usable cores)", low=0)
     seed: int = option(0, "random seed")
     deterministic: bool = option(False, "deterministic algorithms (exact resume checks)")
     log_every: int = option(100, "write a JSON line of every loss term every N iterations", low=0)

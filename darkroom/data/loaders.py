@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from darkroom import launch
 from darkroom.data.images import BadImage, list_images, open_image, resize_shorter, shown, to_uint8_tensor
 from darkroom.errors import UserError
 
@@ -91,14 +92,24 @@ class StreamingImages(Dataset):
         raise UserError("no image in the streaming set could be decoded")
 
 
+def worker_count(workers: int) -> int:
+    """The DataLoader processes to start for `workers` asked for: at most this rank's share of the usable cores
+    (more only contend for them, and PyTorch warns "N worker processes ... suggested max is M" above the cores)."""
+    ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return min(workers, max(1, launch.usable_cores() // ranks_here))
+
+
 def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool, seed: int, drop_last: bool,
                 sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader with a seeded order, pinned memory when CUDA is present, and workers kept alive across epochs.
+    `workers` is capped by worker_count (the trainers' datasets seed each item's draws, so their batches do not
+    depend on it; a bare StreamingImages draws from each worker's RNG, so its crops do).
 
     Pass a DistributedSampler as `sampler` under DDP (then shuffle must be False; the sampler shuffles).
     """
     if workers < 0 or batch_size < 1:
         raise UserError(f"workers must be >= 0 and batch size >= 1 (got {workers} and {batch_size})")
+    workers = worker_count(workers)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=drop_last,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,

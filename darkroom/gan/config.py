@@ -32,7 +32,7 @@ class GanConfig:
     flip: bool = option(False, "random horizontal flips")
     stream: str = option("auto", "stream images from disk: auto (above 50,000 files or 1 GiB decoded), always, never",
                          choices=("auto", "always", "never"))
-    workers: int = option(4, "DataLoader workers when streaming", low=0)
+    workers: int = option(4, "DataLoader workers when streaming (at most the usable cores)", low=0)
     on_bad_image: str = option("fail", "an unreadable or too small image: fail naming it, or skip and count",
                                choices=("skip", "fail"))
     allow_upscale: bool = option(False, "accept images smaller than the load size (upscaled; else they are bad images)")
