@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the demo's first step finds Fashion-MNIST ($DARKROOM_DATA, ~/.cache/darkroom, /usr/share/datasets), else downloads it,
+# else on Debian (as root or with passwordless sudo) runs apt-get install dataset-fashion-mnist (darkroom/data/provision.py)
 demo: $(STAMP)
 	$(VENV)/bin/darkroom demo
 

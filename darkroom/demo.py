@@ -41,8 +41,10 @@ def train_phase(task: str, budget: str, out: Path) -> dict:
 
 
 def run_demo(out: Path, quick: bool) -> dict:
+    from darkroom.data.provision import ensure_idx_dataset
     from darkroom.evaluate import commands as evaluate
 
+    ensure_idx_dataset("fashion-mnist")  # found, downloaded, or apt-installed; else one sentence naming the routes
     budget = "quick" if quick else ("gpu" if torch.cuda.is_available() else "full")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Fashion-MNIST and MNIST from their IDX files (.gz or raw), found or downloaded with checksums.
 
 Lookup order: an explicit path, $DARKROOM_DATA/<name>, the user cache, the Debian package's path
-(/usr/share/datasets/<name>), else a download from the official URLs (md5 checked before use).
+(/usr/share/datasets/<name>, or $DARKROOM_DEBIAN_DATASETS/<name>), else a download from the official URLs (or the
+mirror in $DARKROOM_FASHION_MNIST_URL / $DARKROOM_MNIST_URL), md5 checked before use.
 """
 from __future__ import annotations
 
@@ -36,7 +37,21 @@ FILES = {
     },
 }
 CLASSES = {"fashion-mnist": FASHION_CLASSES, "mnist": MNIST_CLASSES}
-DEBIAN_ROOT = Path("/usr/share/datasets")
+DEBIAN_ROOT = Path("/usr/share/datasets")  # where Debian's dataset-* packages put their files
+# a mirror (base URL ending in /) replacing the official one; the md5s above still apply
+MIRROR_ENV = {"fashion-mnist": "DARKROOM_FASHION_MNIST_URL", "mnist": "DARKROOM_MNIST_URL"}
+
+
+def debian_root() -> Path:
+    """The Debian datasets folder: $DARKROOM_DEBIAN_DATASETS (tests use a temporary one), else DEBIAN_ROOT."""
+    configured = os.environ.get("DARKROOM_DEBIAN_DATASETS")
+    return Path(configured) if configured else DEBIAN_ROOT
+
+
+def base_url(name: str) -> str:
+    """Where `name`'s .gz files are downloaded from: its mirror variable if set, else the official URL."""
+    mirror = os.environ.get(MIRROR_ENV[name])
+    return mirror.rstrip("/") + "/" if mirror else FILES[name]["url"]
 
 
 def candidate_dirs(name: str, root: Path | None) -> list[Path]:
@@ -47,11 +62,11 @@ def candidate_dirs(name: str, root: Path | None) -> list[Path]:
         dirs += [Path(root), Path(root) / name]
     if os.environ.get("DARKROOM_DATA"):
         dirs += [Path(os.environ["DARKROOM_DATA"]) / name, Path(os.environ["DARKROOM_DATA"])]
-    dirs += [cache_dir() / name, DEBIAN_ROOT / name]
+    dirs += [cache_dir() / name, debian_root() / name]
     return dirs
 
 
-def _find(directory: Path, gz_name: str) -> Path | None:
+def find_file(directory: Path, gz_name: str) -> Path | None:
     for candidate in (directory / gz_name, directory / gz_name[:-3]):
         if candidate.is_file():
             return candidate
@@ -62,7 +77,7 @@ def locate(name: str, split: str, root: Path | None, download: bool) -> tuple[Pa
     """Paths of (images, labels) for one split, downloading into the cache if nowhere else has them."""
     files = FILES[name][split]
     for directory in candidate_dirs(name, root):
-        found = [_find(directory, gz_name) for gz_name, _ in files]
+        found = [find_file(directory, gz_name) for gz_name, _ in files]
         if all(found):
             return found[0], found[1]
     if root is not None and not download:
@@ -72,7 +87,7 @@ def locate(name: str, split: str, root: Path | None, download: bool) -> tuple[Pa
     from darkroom.data.download import cache_dir, download as fetch
 
     target = cache_dir() / name
-    paths = [fetch(FILES[name]["url"] + gz_name, target / gz_name, md5=md5) for gz_name, md5 in files]
+    paths = [fetch(base_url(name) + gz_name, target / gz_name, md5=md5) for gz_name, md5 in files]
     return paths[0], paths[1]
 
 
