@@ -67,3 +67,74 @@ class EMA:
                 ema_value.lerp_(value, 1 - self.decay)
             else:
                 ema_value.copy_(value)
+
+
+# Newton-Schulz quintic coefficients chosen to maximise the slope at zero (K. Jordan's Muon, also torch.optim.Muon):
+# the iteration maps every singular value of a matrix of spectral norm <= 1 into roughly [0.7, 1.2] in 5 steps.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Approximately U V^T of matrix = U S V^T (2-D) by `steps` Newton-Schulz iterations, in `dtype` (default: bf16 on
+    CUDA, where it is fast and enough, fp32 elsewhere). Runs on the wide orientation so the Gram matrix is small."""
+    if matrix.dim() != 2:
+        raise ValueError(f"orthogonalize needs a 2-D matrix, got shape {tuple(matrix.shape)}")
+    a, b, c = NS_COEFFICIENTS
+    x = matrix.to(dtype or (torch.bfloat16 if matrix.is_cuda else torch.float32))
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    x = x / (x.norm() + eps)  # Frobenius norm >= spectral norm: every singular value now <= 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if tall else x).to(matrix.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (K. Jordan 2024) as airbench94_muon uses it on conv filters: heavy-ball momentum (Nesterov optional),
+    the update orthogonalised by Newton-Schulz over the filter flattened to (out, in*k*k), and, when
+    `normalize_weights`, each filter bank rescaled to Frobenius norm sqrt(out) before its step (so the step size is
+    relative and no weight decay is needed).
+
+    torch.optim.Muon takes only 2-D parameters and has no weight renormalisation, hence this one; for 2-D
+    parameters without renormalisation the two give the same update (momentum's scale cancels in the
+    orthogonalisation), which the tests check.
+    """
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5,
+                 normalize_weights: bool = True, ns_dtype: torch.dtype | None = None) -> None:
+        if lr < 0 or not 0 <= momentum < 1 or ns_steps < 1:
+            raise ValueError(f"Muon needs lr >= 0, 0 <= momentum < 1 and ns_steps >= 1 (got {lr}, {momentum}, {ns_steps})")
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+                                      normalize_weights=normalize_weights))
+        self.ns_dtype = ns_dtype
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                if parameter.dim() < 2:
+                    raise ValueError(f"Muon is for weight matrices and conv filters; got a parameter of shape "
+                                     f"{tuple(parameter.shape)} (give biases and norms to another optimizer)")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            momentum = group["momentum"]
+            for parameter in group["params"]:
+                if parameter.grad is None:
+                    continue
+                grad = parameter.grad
+                state = self.state[parameter]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(grad)
+                buffer = state["momentum_buffer"]
+                buffer.mul_(momentum).add_(grad)
+                direction = grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
+                if group["normalize_weights"]:
+                    parameter.mul_(len(parameter) ** 0.5 / parameter.norm())
+                update = orthogonalize(direction.reshape(len(direction), -1), group["ns_steps"], dtype=self.ns_dtype)
+                parameter.add_(update.view_as(parameter), alpha=-group["lr"])
+        return loss
