@@ -111,3 +111,42 @@ def test_critic_objective_adds_weighted_penalty():
     assert stats["wasserstein"].item() == pytest.approx(-stats["critic_loss"].item(), rel=1e-5)
     _, stats = L.critic_objective(critic, real, fake, "wgan", 10.0)
     assert "gp" not in stats
+
+
+def test_hinge_losses_closed_forms():
+    # L_D = mean relu(1 - D(x)) + mean relu(1 + D(G(z))): real [2, 0.5, -1] -> [0, 0.5, 2] mean 5/6;
+    # fake [-3, -0.5, 2] -> [0, 0.5, 3] mean 7/6; L_G = -mean D(G(z)) = 0.5
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, -0.5, 2.0])
+    assert L.hinge_critic_loss(real, fake).item() == pytest.approx(5 / 6 + 7 / 6)
+    assert L.hinge_generator_loss(fake).item() == pytest.approx(0.5)
+    # a critic beyond the margin on both sides has zero loss
+    assert L.hinge_critic_loss(torch.tensor([1.0, 5.0]), torch.tensor([-1.0, -7.0])).item() == 0.0
+    # bf16 scores come back as an fp32 loss
+    assert L.hinge_critic_loss(real.bfloat16(), fake.bfloat16()).dtype == torch.float32
+
+
+def test_hinge_gradients_match_the_analytic_derivative():
+    # d L_D / d D(x_i) = -1/B where D(x_i) < 1 else 0; d L_D / d D(G(z)_i) = 1/B where D(G(z)_i) > -1 else 0;
+    # d L_G / d D(G(z)_i) = -1/B everywhere (no kinks sampled: the scores avoid exactly +-1)
+    torch.manual_seed(0)
+    real = (torch.randn(64, dtype=torch.float64) * 2).requires_grad_(True)
+    fake = (torch.randn(64, dtype=torch.float64) * 2).requires_grad_(True)
+    assert (real.detach() - 1).abs().min() > 1e-6 and (fake.detach() + 1).abs().min() > 1e-6
+    L.hinge_critic_loss(real, fake).backward()
+    assert torch.equal(real.grad, torch.where(real.detach() < 1, -1.0 / 64, 0.0).double())
+    assert torch.equal(fake.grad, torch.where(fake.detach() > -1, 1.0 / 64, 0.0).double())
+    assert 0 < (real.grad != 0).sum() < 64 and 0 < (fake.grad != 0).sum() < 64  # both branches exercised
+    fake.grad = None
+    L.hinge_generator_loss(fake).backward()
+    assert torch.equal(fake.grad, torch.full((64,), -1.0 / 64, dtype=torch.float64))
+
+
+def test_hinge_through_the_objectives():
+    # D(x) = w . x with w = (1, 0): scores are the first coordinate
+    critic = linear_critic(torch.tensor([1.0, 0.0]))
+    real, fake = torch.tensor([[2.0, 9.0], [0.0, 9.0]]), torch.tensor([[-2.0, 9.0], [0.0, 9.0]])
+    objective, stats = L.critic_objective(critic, real, fake, L.HINGE, 10.0)
+    assert objective.item() == pytest.approx(0.5 + 0.5) and "gp" not in stats
+    assert stats["wasserstein"].item() == pytest.approx(2.0)
+    assert L.generator_objective(critic, fake, L.HINGE).item() == pytest.approx(1.0)
+    assert L.HINGE not in L.LOSSES  # the trainer's config has no defaults for it yet

@@ -1,5 +1,6 @@
-"""GAN losses and critic-step rules as pure functions: WGAN (arXiv:1701.07875), WGAN-GP (arXiv:1704.00028)
-and the non-saturating DCGAN baseline (arXiv:1406.2661 sec. 3, arXiv:1511.06434).
+"""GAN losses and critic-step rules as pure functions: WGAN (arXiv:1701.07875), WGAN-GP (arXiv:1704.00028),
+the non-saturating DCGAN baseline (arXiv:1406.2661 sec. 3, arXiv:1511.06434) and the hinge loss of
+SNGAN / BigGAN (arXiv:1705.02894, arXiv:1802.05957 eq. 17, arXiv:1809.11096).
 
 Sign convention (the WGAN-GP paper's; used everywhere in darkroom): both nets *minimise* their loss,
     critic loss     L_D = E[D(G(z))] - E[D(x)]   (+ lambda * GP)
@@ -16,7 +17,8 @@ from torch import nn
 
 from darkroom import precision
 
-LOSSES = ("wgan", "wgan-gp", "dcgan")
+LOSSES = ("wgan", "wgan-gp", "dcgan")  # the trainer's choices; critic_objective also takes "hinge" (HINGE)
+HINGE = "hinge"  # not in LOSSES yet: gan/config.py's LOSS_DEFAULTS needs its optimiser row first
 WARMUP_CRITIC_STEPS = 100  # WGAN paper code: 100 critic steps early on and every 500th generator iteration
 
 
@@ -69,6 +71,19 @@ def dcgan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
+def hinge_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (arXiv:1802.05957 eq. 17); scores (B,), in fp32.
+
+    Only scores inside the margin (D(x) < 1, D(G(z)) > -1) give the critic a gradient.
+    """
+    return F.relu(1 - real_scores.float()).mean() + F.relu(1 + fake_scores.float()).mean()
+
+
+def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """L_G = -E[D(G(z))]: the hinge loss's generator (SNGAN, BigGAN) is WGAN's."""
+    return wgan_generator_loss(fake_scores)
+
+
 def interpolates(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """x_hat = a x + (1 - a) G(z) with one a ~ U[0, 1] per sample (WGAN-GP alg. 1); real, fake (B, ...), alpha (B,)."""
     alpha = alpha.to(real.device, real.dtype).view((real.shape[0],) + (1,) * (real.dim() - 1))
@@ -115,7 +130,12 @@ def critic_objective(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     with precision.autocast(real.device, precision_name):
         real_scores = critic(real)  # (B,)
         fake_scores = critic(fake)  # (B,)
-    objective = dcgan_critic_loss(real_scores, fake_scores) if loss == "dcgan" else wgan_critic_loss(real_scores, fake_scores)
+    if loss == "dcgan":
+        objective = dcgan_critic_loss(real_scores, fake_scores)
+    elif loss == HINGE:
+        objective = hinge_critic_loss(real_scores, fake_scores)
+    else:
+        objective = wgan_critic_loss(real_scores, fake_scores)
     stats = {"critic_loss": objective.detach(), "wasserstein": wasserstein_estimate(real_scores, fake_scores)}
     if loss == "wgan-gp":
         alpha = torch.rand(real.shape[0], device=real.device) if alpha is None else alpha
@@ -129,4 +149,6 @@ def generator_objective(critic: nn.Module, fake: torch.Tensor, loss: str, precis
     """The generator's loss on a fake batch (B, ...) that carries the generator's graph."""
     with precision.autocast(fake.device, precision_name):
         fake_scores = critic(fake)  # (B,)
-    return dcgan_generator_loss(fake_scores) if loss == "dcgan" else wgan_generator_loss(fake_scores)
+    if loss == "dcgan":
+        return dcgan_generator_loss(fake_scores)
+    return hinge_generator_loss(fake_scores) if loss == HINGE else wgan_generator_loss(fake_scores)
