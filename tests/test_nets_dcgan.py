@@ -140,3 +140,105 @@ def test_init_follows_dcgan():
 def test_bad_options_are_user_errors(bad):
     with pytest.raises(UserError):
         bad()
+
+
+def spectral_critic(size: int, channels: int, norm: str = "none", seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    spec = dataclasses.replace(small(dcgan.DCGAN_PRESETS["wgan-gp"]), ndf=8, critic_norm=norm, spectral_norm=True)
+    return dcgan.build_critic(spec, size, channels)
+
+
+def reshaped_sigma(conv: nn.Conv2d) -> float:
+    """Largest singular value of the (normalised) weight reshaped to (out, in * kh * kw), as the paper."""
+    weight = conv.weight.detach()
+    return torch.linalg.matrix_norm(weight.reshape(weight.shape[0], -1).double(), ord=2).item()
+
+
+@pytest.mark.parametrize("norm", ["none", "layer"])
+@pytest.mark.parametrize("size", [16, 28, 64])
+def test_spectral_norm_makes_every_conv_1_lipschitz(norm, size):
+    D = spectral_critic(size, 3, norm).train()
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(c, "parametrizations") for c in convs)
+    x = torch.randn(4, 3, size, size)
+    with torch.no_grad():
+        for _ in range(30):
+            D(x)  # one power iteration per forward in train mode (15 more ran when it was built)
+    D.eval()  # eval: the weight is computed from the stored u, v without iterating
+    for conv in convs:
+        assert reshaped_sigma(conv) == pytest.approx(1.0, abs=0.05)
+        raw = conv.parametrizations.weight.original.detach()
+        # N(0, 0.02) init puts the raw weight's sigma well below 1: the 1 above is the normalisation's
+        assert torch.linalg.matrix_norm(raw.reshape(raw.shape[0], -1), ord=2).item() < 0.9
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+
+
+@pytest.mark.parametrize("size", [16, 28, 32, 48, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_spectral_norm_keeps_shapes(size, channels):
+    plain = dcgan.dcgan_critic(size, channels, ndf=4, norm="none")
+    D = dcgan.dcgan_critic(size, channels, ndf=4, norm="none", spectral_norm=True)
+    x = torch.randn(3, channels, size, size)
+    assert D(x).shape == plain(x).shape == (3,)
+    weights = {k: v.shape for k, v in plain.state_dict().items()}
+    originals = {k.replace(".parametrizations.weight.original", ".weight"): v.shape
+                 for k, v in D.state_dict().items() if not k.endswith(("_u", "_v"))}
+    assert originals == weights
+
+
+def test_spectral_norm_state_round_trip_resumes_bit_exactly():
+    import io
+    D = spectral_critic(28, 1).train()
+    optimizer = torch.optim.Adam(D.parameters(), lr=1e-3)
+    x = torch.randn(4, 1, 28, 28)
+
+    def step(net, opt):
+        opt.zero_grad()
+        loss = net(x).mean()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    for _ in range(3):
+        step(D, optimizer)
+    state = D.state_dict()
+    assert sum(k.endswith("_u") for k in state) == sum(isinstance(m, nn.Conv2d) for m in D.modules())
+    buffer = io.BytesIO()
+    torch.save({"D": state, "opt": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed = spectral_critic(28, 1, seed=1).train()  # other init and other u, v: all must come from the state
+    assert not torch.equal(resumed.state_dict()["1.0.parametrizations.weight.0._u"], state["1.0.parametrizations.weight.0._u"])
+    resumed.load_state_dict(saved["D"])
+    resumed_optimizer = torch.optim.Adam(resumed.parameters(), lr=1e-3)
+    resumed_optimizer.load_state_dict(saved["opt"])
+    for _ in range(3):
+        assert torch.equal(step(D, optimizer), step(resumed, resumed_optimizer))
+    for (key, a), b in zip(D.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_spectral_norm_eval_forward_leaves_u_alone():
+    D = spectral_critic(16, 1).eval()
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    D(torch.randn(2, 1, 16, 16))
+    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items())
+    D.train()(torch.randn(2, 1, 16, 16))
+    assert not torch.equal(before["1.0.parametrizations.weight.0._u"], D.state_dict()["1.0.parametrizations.weight.0._u"])
+
+
+def test_spectral_norm_critic_takes_the_gradient_penalty():
+    from darkroom.gan import losses
+    D = spectral_critic(16, 1).train()
+    penalty, _ = losses.gradient_penalty(D, torch.randn(4, 1, 16, 16))
+    penalty.backward()  # double backward through the parametrization
+    assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
+
+
+def test_spectral_norm_refuses_batchnorm_and_late_init():
+    with pytest.raises(UserError, match="BatchNorm"):
+        dcgan.dcgan_critic(32, 1, norm="batch", spectral_norm=True)
+    with pytest.raises(UserError, match="BatchNorm"):
+        dcgan.build_critic(dataclasses.replace(dcgan.DCGAN_PRESETS["wgan"], spectral_norm=True), 32, 1)
+    with pytest.raises(ValueError, match="before spectral_norm_"):
+        dcgan.dcgan_init_(dcgan.dcgan_critic(32, 1, ndf=4, norm="none", spectral_norm=True))

@@ -3,6 +3,7 @@
 Square images of any size >= 16: multiples of 16 are built directly; any other size (28 for MNIST) is
 built at the next multiple of 16, the generator center-crops its output and the critic zero-pads its input.
 Critics return one score per sample, shape (B,): the gradient penalty and DDP need them; losses take the mean.
+Critic options: spectral normalisation of every conv (SNGAN, arXiv:1802.05957).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from darkroom.errors import UserError
 
@@ -32,6 +35,7 @@ class DCGANSpec:
     generator_norm: str = "batch"  # batch | none
     upsample: str = "deconv"  # deconv | nearest-conv (upsample + 3x3 conv, distill.pub 2016 checkerboard)
     order: str = "conv-act-norm"  # the lesson's block order; DCGAN's paper uses conv-norm-act
+    spectral_norm: bool = False  # critic only: every conv's weight divided by its spectral norm (needs norm != batch)
 
 
 DCGAN_PRESETS: dict[str, DCGANSpec] = {
@@ -90,6 +94,12 @@ def base_grid(size: int) -> int:
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UserError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _check_spectral_norm(spectral_norm: bool, norm: str) -> None:
+    if spectral_norm and norm == "batch":
+        raise UserError("a spectrally normalised critic cannot use BatchNorm (SNGAN, arXiv:1802.05957, has none): "
+                        "use critic norm layer or none")
 
 
 def _norm(kind: str, channels: int) -> list[nn.Module]:
@@ -152,15 +162,17 @@ def dcgan_generator(size: int, channels: int = 3, nz: int = 100, ngf: int = 64, 
 
 
 def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: int = 1, norm: str = "batch",
-                 order: str = "conv-act-norm") -> nn.Sequential:
+                 order: str = "conv-act-norm", spectral_norm: bool = False) -> nn.Sequential:
     """Images (B, channels, size, size) -> scores (B,), no sigmoid.
 
     Lesson DCGAN_D: a 4x4 stride-2 block without norm, `n_extra_layers` 3x3 blocks, 4x4 stride-2 blocks
     doubling the width down to the base grid, then a conv whose kernel is that grid, to 1 channel. The lesson
-    returned the batch mean, `x.mean(0).view(1)`; here each sample keeps its score.
+    returned the batch mean, `x.mean(0).view(1)`; here each sample keeps its score. `spectral_norm`: see
+    spectral_norm_ (SNGAN's critic has no BatchNorm, so norm must be layer or none).
     """
     _check("critic norm", norm, NORMS)
     _check("block order", order, ORDERS)
+    _check_spectral_norm(spectral_norm, norm)
     build = built_size(size)
     base = base_grid(build)
     lrelu = functools.partial(nn.LeakyReLU, 0.2, inplace=True)
@@ -181,7 +193,23 @@ def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: in
         width, grid = width * 2, grid // 2
     layers += [nn.Conv2d(width, 1, base, 1, 0, bias=False),  # (B, 1, 1, 1)
                nn.Flatten(0)]  # (B,)
-    return nn.Sequential(*layers)
+    critic = nn.Sequential(*layers)
+    return spectral_norm_(critic) if spectral_norm else critic
+
+
+def spectral_norm_(module: nn.Module) -> nn.Module:
+    """Divide the weight of every Conv2d and Linear in `module` by its largest singular value (arXiv:1802.05957).
+
+    torch's parametrization: the weight reshaped to (out, in * kh * kw), as the paper, and one power iteration
+    per forward in train mode (none in eval). Its u and v vectors are buffers, so they travel in the
+    state_dict and a resumed run continues the same iterations. Initialise weights before calling this
+    (dcgan_init_ refuses parametrized weights): u and v are warmed up on the weights present now.
+    Returns `module`.
+    """
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)) and not parametrize.is_parametrized(layer, "weight"):
+            _spectral_norm(layer, n_power_iterations=1)
+    return module
 
 
 @torch.no_grad()
@@ -192,6 +220,9 @@ def dcgan_init_(module: nn.Module) -> nn.Module:
     """
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            if parametrize.is_parametrized(layer, "weight"):
+                # writing to a parametrized weight would fill a temporary; and spectral norm's u, v would go stale
+                raise ValueError("dcgan_init_ must run before spectral_norm_ (the weight is already parametrized)")
             nn.init.normal_(layer.weight, 0.0, 0.02)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
@@ -208,8 +239,10 @@ def build_generator(spec: DCGANSpec, size: int, channels: int) -> nn.Sequential:
 
 
 def build_critic(spec: DCGANSpec, size: int, channels: int) -> nn.Sequential:
-    """The critic of `spec` for (channels, size, size) images, DCGAN-initialised."""
-    return dcgan_init_(dcgan_critic(size, channels, spec.ndf, spec.n_extra_layers, spec.critic_norm, spec.order))
+    """The critic of `spec` for (channels, size, size) images, DCGAN-initialised (then spectrally normalised)."""
+    critic = dcgan_init_(dcgan_critic(size, channels, spec.ndf, spec.n_extra_layers, spec.critic_norm, spec.order))
+    _check_spectral_norm(spec.spectral_norm, spec.critic_norm)
+    return spectral_norm_(critic) if spec.spectral_norm else critic
 
 
 # name -> constructor(size, channels); the noise size of a preset is DCGAN_PRESETS[name].nz
