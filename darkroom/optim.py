@@ -138,3 +138,52 @@ class Muon(torch.optim.Optimizer):
                 update = orthogonalize(direction.reshape(len(direction), -1), group["ns_steps"], dtype=self.ns_dtype)
                 parameter.add_(update.view_as(parameter), alpha=-group["lr"])
         return loss
+
+
+class GeneratorEMA(EMA):
+    """EMA of a GAN generator as StyleGAN2-ADA's and StudioGAN's training loops keep it: parameters averaged,
+    buffers (BatchNorm's running statistics and counter) copied from the live net at every update.
+
+    EMA (above) averages floating buffers too, as timm's ModelEmaV2 and BigGAN-PyTorch do. Neither gives the
+    statistics of the averaged weights' own activations; copying keeps statistics that a real set of weights
+    produced, averaging blends statistics of weights that were never averaged the same way. Where an eval-mode
+    BatchNorm generator is sampled, `standing_batchnorm_stats_` (BigGAN) recomputes them for the EMA weights.
+    `decay` per update: None = the constructor's (see `ema_decay` for a ramp at the start of a run).
+    """
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float | None = None) -> None:
+        weight = 1 - (self.decay if decay is None else decay)
+        for ema_parameter, parameter in zip(self.model.parameters(), model.parameters()):
+            ema_parameter.lerp_(parameter, weight)
+        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+
+def ema_decay(decay: float, iteration: int, rampup: float | None = None) -> float:
+    """The EMA decay at generator iteration `iteration` (0-based), optionally ramped as StyleGAN2-ADA (ema_rampup):
+    the half-life, log(0.5) / log(decay) updates, is capped at `rampup` times the updates so far, so early
+    on the average forgets the random initialisation quickly. rampup None: `decay` unchanged."""
+    if rampup is None:
+        return decay
+    # 0.5 ** (1 / h) is the decay of half-life h and grows with h, so capping h caps the decay
+    return min(decay, 0.5 ** (1 / (rampup * (iteration + 1))))
+
+
+@torch.no_grad()
+def standing_batchnorm_stats_(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Module:
+    """BigGAN's "standing statistics" (arXiv:1809.11096): reset every BatchNorm's running statistics and
+    recompute them as the plain average over `inputs` (any iterable of batches, e.g. a few of noise), in train
+    mode without gradients. Leaves `model` in its previous mode with its momenta restored; returns it."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average of the batch statistics
+    model.train()
+    for x in inputs:
+        model(x)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return model.train(was_training)

@@ -242,3 +242,72 @@ def test_spectral_norm_refuses_batchnorm_and_late_init():
         dcgan.build_critic(dataclasses.replace(dcgan.DCGAN_PRESETS["wgan"], spectral_norm=True), 32, 1)
     with pytest.raises(ValueError, match="before spectral_norm_"):
         dcgan.dcgan_init_(dcgan.dcgan_critic(32, 1, ndf=4, norm="none", spectral_norm=True))
+
+
+def ema_pair(ema_class):
+    """A BatchNorm DCGAN generator, its EMA at decay 0.9, and the generator after one changed step."""
+    from darkroom import optim
+    torch.manual_seed(0)
+    G = dcgan.build_generator(small(dcgan.DCGAN_PRESETS["wgan"]), 16, 1)
+    ema = getattr(optim, ema_class)(G, 0.9)
+    old = {k: v.clone() for k, v in G.state_dict().items()}
+    G.train()(torch.randn(8, 8))  # moves BatchNorm's running statistics and counter
+    with torch.no_grad():
+        for parameter in G.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    ema.update(G)
+    return G, ema, old
+
+
+def test_ema_averages_batchnorm_buffers_for_existing_callers():
+    # darkroom.optim.EMA (the classifier's): every floating state entry, buffers included, is lerped; the
+    # integer counter num_batches_tracked is copied
+    G, ema, old = ema_pair("EMA")
+    new = G.state_dict()
+    for key, value in ema.model.state_dict().items():
+        if value.dtype.is_floating_point:
+            assert torch.allclose(value, 0.9 * old[key] + 0.1 * new[key], atol=1e-6), key
+        else:
+            assert torch.equal(value, new[key]) and new[key].item() == 1, key
+    assert not torch.allclose(ema.model.state_dict()["1.2.running_mean"], new["1.2.running_mean"])
+
+
+def test_generator_ema_averages_parameters_and_copies_buffers():
+    # StyleGAN2-ADA / StudioGAN: buffers are the live net's, parameters the average
+    G, ema, old = ema_pair("GeneratorEMA")
+    parameters = dict(G.named_parameters())
+    for key, value in ema.model.state_dict().items():
+        if key in parameters:
+            assert torch.allclose(value, 0.9 * old[key] + 0.1 * parameters[key].detach(), atol=1e-6), key
+        else:
+            assert torch.equal(value, G.state_dict()[key]), key
+    assert any(isinstance(m, nn.BatchNorm2d) for m in G.modules())
+    before = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    ema.update(G, decay=1.0)  # a per-call decay: 1 keeps the parameters
+    assert all(torch.equal(before[k], v) for k, v in ema.model.state_dict().items())
+
+
+def test_ema_decay_ramp_caps_the_half_life():
+    from darkroom.optim import ema_decay
+    assert ema_decay(0.999, 0) == 0.999 and ema_decay(0.999, 10**6, None) == 0.999
+    # half-life of 0.999: log 0.5 / log 0.999 = 692.8 updates; with rampup 0.05 the cap is 0.05 (t + 1)
+    assert ema_decay(0.999, 0, 0.05) == pytest.approx(0.5 ** 20)
+    assert ema_decay(0.999, 99, 0.05) == pytest.approx(0.5 ** (1 / 5))
+    assert ema_decay(0.999, 13_900, 0.05) == 0.999 and ema_decay(0.999, 13_800, 0.05) < 0.999
+    decays = [ema_decay(0.999, t, 0.05) for t in range(0, 20_000, 50)]
+    assert decays == sorted(decays)
+
+
+def test_standing_batchnorm_stats_are_the_average_batch_statistics():
+    from darkroom.optim import standing_batchnorm_stats_
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6)).eval()
+    model[1].running_mean.fill_(5.0)  # stale statistics to be replaced
+    batches = [torch.randn(16, 4) * 2 + 1 for _ in range(3)]
+    standing_batchnorm_stats_(model, batches)
+    with torch.no_grad():
+        h = [model[0](x) for x in batches]  # (16, 6) each
+    assert torch.allclose(model[1].running_mean, torch.cat(h).mean(0), atol=1e-5)
+    assert torch.allclose(model[1].running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-5)
+    assert model[1].num_batches_tracked.item() == 3
+    assert model[1].momentum == 0.1 and not model.training
