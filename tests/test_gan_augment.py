@@ -150,3 +150,30 @@ def test_unknown_policy_is_a_user_error():
     assert A.parse_policy(" color, cutout ") == ("color", "cutout")
     with pytest.raises(UserError, match="'flip'"):
         A.parse_policy("color,flip")
+
+
+@pytest.mark.parametrize("shape", [(12, 2), (12, 3, 4, 5), (12, 1, 6, 6)])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_pack_groups_m_consecutive_samples_along_the_channels(shape, m):
+    x = torch.randn(*shape)
+    packed = A.pack(x, m)
+    channels = shape[1]
+    assert packed.shape == (12 // m, m * channels, *shape[2:])
+    seen = []
+    for row in range(12 // m):
+        for j in range(m):
+            sample = row * m + j  # the documented order
+            assert torch.equal(packed[row, j * channels:(j + 1) * channels], x[sample])
+            seen.append(sample)
+    assert sorted(seen) == list(range(12))  # every batch item once, never two copies in one row
+
+
+def test_pack_keeps_gradients_and_refuses_uneven_batches():
+    x = torch.randn(6, 1, 4, 4, requires_grad=True)
+    A.pack(x, 3).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    assert A.pack(x, 1) is x
+    with pytest.raises(ValueError, match="groups of 4"):
+        A.pack(x, 4)
+    packed_channels_last = A.pack(torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last), 2)
+    assert packed_channels_last.shape == (2, 6, 5, 5)

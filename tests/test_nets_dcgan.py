@@ -311,3 +311,34 @@ def test_standing_batchnorm_stats_are_the_average_batch_statistics():
     assert torch.allclose(model[1].running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-5)
     assert model[1].num_batches_tracked.item() == 3
     assert model[1].momentum == 0.1 and not model.training
+
+
+@pytest.mark.parametrize("size", [16, 28, 32, 48, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("packing", [2, 4])
+def test_packed_critic_shapes(size, channels, packing):
+    from darkroom.gan.augment import pack
+    spec = dataclasses.replace(small(dcgan.DCGAN_PRESETS["wgan-gp"]), packing=packing)
+    D = dcgan.build_critic(spec, size, channels)
+    assert D[1 if size % 16 else 0][0].in_channels == channels * packing
+    x = torch.randn(2 * packing, channels, size, size)
+    assert D(pack(x, packing)).shape == (2,)
+    plain = dcgan.build_critic(small(dcgan.DCGAN_PRESETS["wgan-gp"]), size, channels)
+    # only the first conv grows: (packing - 1) * channels * ndf * 4 * 4 more weights
+    assert n_params(D) - n_params(plain) == (packing - 1) * channels * 4 * 16
+
+
+@pytest.mark.parametrize("norm,spectral", [("none", False), ("layer", True)])
+def test_packed_critic_scores_each_group_of_m_consecutive_samples(norm, spectral):
+    from darkroom.gan.augment import pack
+    torch.manual_seed(0)
+    D = dcgan.dcgan_critic(28, 1, ndf=4, norm=norm, spectral_norm=spectral, packing=2).eval()
+    x = torch.randn(8, 1, 28, 28)
+    y = x.clone()
+    y[5] += 1  # sample 5 sits in packed row 5 // 2 = 2
+    assert (D(pack(y, 2)) != D(pack(x, 2))).tolist() == [False, False, True, False]
+
+
+def test_packing_must_be_positive():
+    with pytest.raises(UserError, match="packing"):
+        dcgan.dcgan_critic(32, 1, packing=0)

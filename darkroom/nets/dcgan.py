@@ -3,7 +3,8 @@
 Square images of any size >= 16: multiples of 16 are built directly; any other size (28 for MNIST) is
 built at the next multiple of 16, the generator center-crops its output and the critic zero-pads its input.
 Critics return one score per sample, shape (B,): the gradient penalty and DDP need them; losses take the mean.
-Critic options: spectral normalisation of every conv (SNGAN, arXiv:1802.05957).
+Critic options: spectral normalisation of every conv (SNGAN, arXiv:1802.05957); PacGAN packing (arXiv:1712.04086),
+m samples per critic input stacked along the channels (gan.augment.pack), one score per packed input.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class DCGANSpec:
     upsample: str = "deconv"  # deconv | nearest-conv (upsample + 3x3 conv, distill.pub 2016 checkerboard)
     order: str = "conv-act-norm"  # the lesson's block order; DCGAN's paper uses conv-norm-act
     spectral_norm: bool = False  # critic only: every conv's weight divided by its spectral norm (needs norm != batch)
+    packing: int = 1  # critic only: PacGAN's m, samples per critic input (its input channels are channels * m)
 
 
 DCGAN_PRESETS: dict[str, DCGANSpec] = {
@@ -162,8 +164,9 @@ def dcgan_generator(size: int, channels: int = 3, nz: int = 100, ngf: int = 64, 
 
 
 def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: int = 1, norm: str = "batch",
-                 order: str = "conv-act-norm", spectral_norm: bool = False) -> nn.Sequential:
-    """Images (B, channels, size, size) -> scores (B,), no sigmoid.
+                 order: str = "conv-act-norm", spectral_norm: bool = False, packing: int = 1) -> nn.Sequential:
+    """Images (B, channels, size, size) -> scores (B,), no sigmoid; with packing m, packed inputs
+    (B / m, m * channels, size, size) -> (B / m,).
 
     Lesson DCGAN_D: a 4x4 stride-2 block without norm, `n_extra_layers` 3x3 blocks, 4x4 stride-2 blocks
     doubling the width down to the base grid, then a conv whose kernel is that grid, to 1 channel. The lesson
@@ -173,6 +176,8 @@ def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: in
     _check("critic norm", norm, NORMS)
     _check("block order", order, ORDERS)
     _check_spectral_norm(spectral_norm, norm)
+    if packing < 1:
+        raise UserError(f"packing must be 1 or more samples per critic input, not {packing}")
     build = built_size(size)
     base = base_grid(build)
     lrelu = functools.partial(nn.LeakyReLU, 0.2, inplace=True)
@@ -184,7 +189,7 @@ def dcgan_critic(size: int, channels: int = 3, ndf: int = 64, n_extra_layers: in
         after = build - size - before
         layers.append(nn.ZeroPad2d((before, after, before, after)))  # (B, channels, build, build)
     # ks 4 stride 2 pads ks // 2 // stride = 1 and ks 3 stride 1 pads 1, as the lesson's ConvBlock
-    layers.append(_block(nn.Conv2d(channels, ndf, 4, 2, 1, bias=False), "none", lrelu(), order))
+    layers.append(_block(nn.Conv2d(channels * packing, ndf, 4, 2, 1, bias=False), "none", lrelu(), order))
     width, grid = ndf, build // 2
     layers += [_block(nn.Conv2d(width, width, 3, 1, 1, bias=False), norm, lrelu(), order)
                for _ in range(n_extra_layers)]
@@ -240,7 +245,8 @@ def build_generator(spec: DCGANSpec, size: int, channels: int) -> nn.Sequential:
 
 def build_critic(spec: DCGANSpec, size: int, channels: int) -> nn.Sequential:
     """The critic of `spec` for (channels, size, size) images, DCGAN-initialised (then spectrally normalised)."""
-    critic = dcgan_init_(dcgan_critic(size, channels, spec.ndf, spec.n_extra_layers, spec.critic_norm, spec.order))
+    critic = dcgan_init_(dcgan_critic(size, channels, spec.ndf, spec.n_extra_layers, spec.critic_norm, spec.order,
+                                      packing=spec.packing))
     _check_spectral_norm(spec.spectral_norm, spec.critic_norm)
     return spectral_norm_(critic) if spec.spectral_norm else critic
 
