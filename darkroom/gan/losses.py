@@ -1,6 +1,6 @@
 """GAN losses and critic-step rules as pure functions: WGAN (arXiv:1701.07875), WGAN-GP (arXiv:1704.00028),
 the non-saturating DCGAN baseline (arXiv:1406.2661 sec. 3, arXiv:1511.06434) and the hinge loss of
-SNGAN / BigGAN (arXiv:1705.02894, arXiv:1802.05957 eq. 17, arXiv:1809.11096).
+SNGAN / BigGAN (arXiv:1705.02894, arXiv:1802.05957, arXiv:1809.11096).
 
 Sign convention (the WGAN-GP paper's; used everywhere in darkroom): both nets *minimise* their loss,
     critic loss     L_D = E[D(G(z))] - E[D(x)]   (+ lambda * GP)
@@ -72,7 +72,7 @@ def dcgan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def hinge_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (arXiv:1802.05957 eq. 17); scores (B,), in fp32.
+    """L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (Lim & Ye, arXiv:1705.02894; SNGAN); scores (B,), in fp32.
 
     Only scores inside the margin (D(x) < 1, D(G(z)) > -1) give the critic a gradient.
     """
