@@ -49,8 +49,9 @@ def draw_augment(policy: str, batch: int, height: int, width: int, generator: to
 
     strength scales every range (1 = the paper's: brightness U[-0.5, 0.5), saturation U[0, 2), contrast
     U[0.5, 1.5), translation 1/8, cutout 1/2); probability: each op is applied to each sample with this
-    chance (the paper: 1). Either at 0 gives the identity. Draw order, per op in policy order: its values,
-    then a U[0, 1) per sample for the probability; so a generator state fixes the result.
+    chance (the paper: 1). Either at 0 gives the identity. Draws, in the order of OPS: brightness, its
+    probability, saturation, its probability, contrast, its probability, dy, dx, their probability, cutout
+    centre rows, columns, its probability (B values each); so a generator state fixes the result.
     """
     names = parse_policy(policy)
     device = generator.device
