@@ -106,12 +106,15 @@ def add_use_commands(commands: argparse._SubParsersAction) -> None:
     classifier.add_argument("--device", default="auto")
     classifier.add_argument("--json", help="also write the numbers to this JSON file")
 
-    for kind, text in (("gan", "n samples of a GAN run vs its data's test split"),
+    for kind, text in (("gan", "n samples of a GAN run vs held-out real images (--real, else its data's test split)"),
                        ("cyclegan", "held-out translations of a CycleGAN run")):
         sub = kinds.add_parser(kind, help=text)
         sub.add_argument("run", help=f"{kind} run folder")
         if kind == "gan":
             sub.add_argument("--n", type=at_least(2), default=10000, help="samples to draw (compare runs only at equal n)")
+            sub.add_argument("--real", help="held-out real images: a folder, a .csv list or dataset:split "
+                             "(fashion-mnist:test); default: the run's data's test split, and for data without one "
+                             "(a folder, a CSV, an lmdb) the training images, without memorization scores and floor")
         add_judge_flags(sub)
     images = kinds.add_parser("images", help="any folder of generated images vs real images")
     images.add_argument("--fake", required=True, help="folder of generated images")
@@ -174,7 +177,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if not Path(args.run).is_dir():
             raise UserError(f"run folder {args.run} does not exist")
         if args.kind == "gan":
-            evaluate.eval_gan(args.run, args.n, args.features, args.inception_weights, args.seed, device)
+            evaluate.eval_gan(args.run, args.n, args.features, args.inception_weights, args.seed, device, args.real)
         else:
             evaluate.eval_cyclegan(args.run, args.features, args.inception_weights, args.seed, device)
         return 0

@@ -1,5 +1,6 @@
 """darkroom eval end to end: planted copies of training images are flagged, fresh held-out images are not,
-floors sit beside the scores, and a CycleGAN run is judged by the classifier."""
+floors sit beside the scores, a CycleGAN run is judged by the classifier, a GAN trained from a folder is scored
+against --real held-out images or, without them, says which scores its training data cannot give; eval compare."""
 import json
 
 import pytest
@@ -109,6 +110,7 @@ def _eval_json(folder, fid: float, half: float):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_eval_compare_on_the_command_line_prints_each_pair_and_refuses_bad_input(tmp_path):
     a = _eval_json(tmp_path / "a", 10.0, 1.0)
     b = _eval_json(tmp_path / "b", 14.0, 1.0)  # [13, 15] vs [9, 11]: beyond
@@ -120,3 +122,66 @@ def test_eval_compare_on_the_command_line_prints_each_pair_and_refuses_bad_input
         result = run_cli(["eval", "compare", *args])
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _pictures(folder, count: int, seed: int, classes: bool = False):
+    """count 16x16 RGB images, half dark and half bright, flat in `folder` (or in dark/ and bright/)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        kind = ("dark", "bright")[index % 2]
+        pixels = rng.integers(0, 120, (16, 16, 3)) + (0 if kind == "dark" else 120)
+        target = folder / kind if classes else folder
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.astype("uint8"), "RGB").save(target / f"{kind}{index:03d}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_gan_of_a_folder_run_with_and_without_a_held_out_real_set(tmp_path, capsys):
+    """A GAN trained from a folder (no test split): with --real a held-out folder, every score and floor is a
+    finite number; without it the samples meet the training images themselves, and the output and eval.json say
+    so in one sentence, the memorization scores and floors left out (not 0 or NaN) and named in not_measurable."""
+    import math
+
+    from darkroom import cli
+    from darkroom.evaluate.score import MEMORIZATION_KEYS
+
+    judge, run = tmp_path / "judge", tmp_path / "gan"
+    assert cli.main(["train", "classifier", "--data", str(_pictures(tmp_path / "classes", 40, 0, classes=True)),
+                     "--image-size", "16", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--quiet",
+                     "--out", str(judge)]) == 0
+    assert cli.main(["train", "gan", "--data", str(_pictures(tmp_path / "train", 24, 1)), "--image-size", "16",
+                     "--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--iterations", "2",
+                     "--n-critic", "1", "--warmup-critic", "off", "--quiet", "--out", str(run)]) == 0
+    held = _pictures(tmp_path / "held", 24, 2)
+    capsys.readouterr()
+
+    assert cli.main(["eval", "gan", str(run), "--n", "24", "--real", str(held), "--features", str(judge)]) == 0
+    assert "reference is the training data" not in capsys.readouterr().out
+    scored = json.loads((run / "eval.json").read_text())
+    assert scored["reference"] == str(held) and "reference_note" not in scored and "not_measurable" not in scored
+    assert sorted(key for key in scored if key.startswith("memo_") and not key.endswith(("_ci_low", "_ci_high"))) \
+        == sorted(MEMORIZATION_KEYS)
+    floors = [key for key in scored if key.endswith("_floor")]
+    assert "frechet_inception_distance_floor" in floors and "coverage_floor" in floors
+    for key in (*MEMORIZATION_KEYS, *floors, "frechet_inception_distance"):
+        if key != "memo_ct":  # C_T is null when no cell has enough samples: 24 is few
+            assert isinstance(scored[key], float) and math.isfinite(scored[key]), key
+
+    assert cli.main(["eval", "gan", str(run), "--n", "24", "--features", str(judge)]) == 0
+    out = capsys.readouterr().out
+    alone = json.loads((run / "eval.json").read_text())
+    sentence = alone["reference_note"]
+    assert sentence.startswith("the reference is the training data") and "memorization scores and the floor" in sentence
+    assert f"note: {sentence}" in out.splitlines() and "\n" not in sentence and ". " not in sentence  # one sentence
+    assert set(MEMORIZATION_KEYS) | {f"{key}_floor" for key in ("frechet_inception_distance", "coverage",
+                                                                 "kernel_inception_distance_mean")} <= set(alone["not_measurable"])
+    for key in alone["not_measurable"]:
+        assert key not in alone and f"{key}_ci_low" not in alone, key
+    assert not [key for key in alone if key.startswith("memo_") or "_floor" in key]
+    assert alone["heldout_is_unseen"] == 0.0 and math.isfinite(alone["frechet_inception_distance"])
+    assert "memo_nn_ratio" not in out and "_floor" not in out
+    assert cli.main(["eval", "gan", str(run), "--real", str(tmp_path / "nowhere"), "--features", str(judge)]) == 2
+    assert "--real" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from darkroom.data import sources
 from darkroom.data.images import list_images
 from darkroom.errors import UserError
 from darkroom.evaluate.features import DomainFeatures, builtin_feature_run
-from darkroom.evaluate.score import Judges, print_table, score_images, write_json
+from darkroom.evaluate.score import Judges, not_measurable_keys, print_table, score_images, write_json
 from darkroom.metrics.fid import fid_from_features
 from darkroom.metrics.translation import translation_scores
 
@@ -32,29 +32,47 @@ def make_judges(features_run: str | None, dataset: str, inception_weights: str |
     return Judges(DomainFeatures(run_dir, device), inception, device)
 
 
-def real_split(spec: str, n: int | None, seed: int) -> torch.Tensor:
-    """'fashion-mnist:test', 'cifar10:train', 'fashion-mnist:sneaker:test' or a folder -> uint8 images."""
+def real_split(spec: str, n: int | None, seed: int, size: int | None = None) -> torch.Tensor:
+    """'fashion-mnist:test', 'cifar10:train', 'fashion-mnist:sneaker:test', a folder (every image under it) or a
+    .csv list (every row; 'list.csv:test' its seeded hold-out) -> uint8 images; a seeded n of them when n is given.
+    `size`: folder and CSV images are resized (shorter side) and centre-cropped to it, as the GAN loads them."""
     name, _, split = spec.rpartition(":")
-    if split not in ("train", "test") or not name:
+    explicit = split in ("train", "test") and bool(name)
+    if not explicit:
         name, split = spec, "test"
-    if Path(name).is_dir() and not (Path(name) / "train").is_dir():
-        images = folder_images(Path(name))
-    else:
-        images = sources.load(name, split, seed=seed).images
+    path = Path(name.removeprefix("folder:").removeprefix("csv:"))
+    if path.is_dir() and not (path / "train").is_dir():
+        return decoded_subset(image_list(path), n, seed, size)
+    if path.suffix.lower() == ".csv" and path.is_file() and not explicit:
+        from darkroom.data.folders import read_csv_list
+        return decoded_subset(read_csv_list(path)[0], n, seed, size)
+    images = sources.load(name, split, seed=seed, size=size).images
     if n is not None and n < len(images):
         images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
     return images
 
 
-def folder_images(folder: Path) -> torch.Tensor:
-    from darkroom.data.folders import decode_files
-
+def image_list(folder: Path) -> list[Path]:
     if not Path(folder).is_dir():
         raise UserError(f"image folder {folder} does not exist" if not Path(folder).exists() else f"{folder} is not a folder")
     paths = list_images(folder)
     if not paths:
         raise UserError(f"image folder {folder} holds no images")
-    return decode_files(paths, None, None)
+    return paths
+
+
+def decoded_subset(paths: list[Path], n: int | None, seed: int, size: int | None) -> torch.Tensor:
+    """A seeded n of the files (the same ones real_split picks from decoded images), decoded to uint8 (n, C, H, W)."""
+    from darkroom.data.folders import decode_files
+
+    if n is not None and n < len(paths):
+        order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))
+        paths = [paths[i] for i in order[:n].tolist()]
+    return decode_files(paths, None, size)
+
+
+def folder_images(folder: Path, size: int | None = None) -> torch.Tensor:
+    return decoded_subset(image_list(folder), None, 0, size)
 
 
 def eval_images(fake_dir: str, real: str, train: str | None, features_run: str | None, inception_weights: str | None,
@@ -77,24 +95,72 @@ def eval_images(fake_dir: str, real: str, train: str | None, features_run: str |
 
 
 def eval_gan(run_dir: str, n: int, features_run: str | None, inception_weights: str | None, seed: int,
-             device: torch.device) -> dict:
-    """n samples from the run's generator vs its data's test split; memorization against 10k training images."""
+             device: torch.device, real: str | None = None) -> dict:
+    """n samples from the run's generator vs held-out real images, `real` (a folder, a .csv list or dataset:split)
+    or else its data's test split; memorization and the floor against 10k of the images it trained on.
+
+    Data without a test split (a folder, a CSV list, an LSUN lmdb: the GAN trains on every image) and no `real`:
+    the samples are compared with the training images themselves; the scores that need held-out images are left
+    out and listed in `not_measurable`, and `reference_note` (also printed) says why."""
     from darkroom.runs import read_config
     from darkroom.gan import generate
 
     started = time.time()
     config = read_config(Path(run_dir))["config"]
-    if str(config["data"]).startswith("toy:"):
+    data = str(config["data"])
+    if data.startswith("toy:"):
         raise UserError(f"{run_dir} is a toy run: its mode coverage is in its metrics.jsonl, not scored on images")
+    if real is not None:
+        check_real(real)
     fake = generate(run_dir, n, seed, device)
-    reference = real_split(f"{config['data']}:test", n, seed)
-    train = real_split(f"{config['data']}:train", 10000, seed + 7)
-    judges = make_judges(features_run, config["data"], inception_weights, device)
-    result = score_images(fake, reference, train, judges, seed, Path(run_dir))
-    result.update(seconds=time.time() - started, heldout_is_unseen=float(sources.parse_spec(config["data"])[0] in sources.BUILTIN))
+    judges = make_judges(features_run, real or data, inception_weights, device)
+    has_test_split = sources.parse_spec(data)[0] in sources.BUILTIN
+    note = None
+    if real is not None or has_test_split:
+        reference = real_split(real or f"{data}:test", n, seed, fake.shape[-1] if real else None)
+        result = score_images(fake, reference, training_images(config, 10000, seed + 7), judges, seed, Path(run_dir))
+    else:
+        result = score_images(fake, training_images(config, n, seed), None, judges, seed, Path(run_dir))
+        note = (f"the reference is the training data ({data} has no held-out test split; pass --real with held-out "
+                "images): the memorization scores and the floor are therefore not measurable")
+        result.update(reference_note=note, not_measurable=not_measurable_keys(result))
+    result.update(reference=real or (f"{data}:test" if has_test_split else f"{data} (the training images)"),
+                  seconds=time.time() - started, heldout_is_unseen=float(note is None))
     write_json(result, Path(run_dir) / "eval.json")
+    if note:
+        print(f"note: {note}")
     print_table(result)
     return result
+
+
+def check_real(spec: str) -> None:
+    """--real names existing images: a folder, a .csv file, or a built-in dataset (optionally :split)."""
+    name, _, split = spec.rpartition(":")
+    name = name if split in ("train", "test") and name else spec
+    path = Path(name.removeprefix("folder:").removeprefix("csv:"))
+    if sources.parse_spec(name)[0] not in sources.BUILTIN and not path.exists():
+        raise UserError(f"--real {spec} is neither an existing folder or .csv list nor a dataset split such as "
+                        "fashion-mnist:test")
+
+
+def training_images(config: dict, n: int, seed: int) -> torch.Tensor:
+    """A seeded n of the images a GAN run trained on (its data's train split; a folder's, CSV's or lmdb's files as
+    the trainer loads them: its --sample, --on-bad-image and channels), centre-cropped to its image size."""
+    from darkroom.config import from_dict
+    from darkroom.gan import CONFIG, build_image_batches, data_settings
+
+    data = str(config["data"])
+    if sources.parse_spec(data)[0] in sources.BUILTIN:
+        return real_split(f"{data}:train", n, seed)
+    settings = data_settings(from_dict(CONFIG, config))
+    batches = build_image_batches(settings, 1, 0, 1, torch.device("cpu"))
+    pick = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed))[:n]
+    if batches.kind == "memory":
+        images = batches.images[pick]  # (n, C, L, L), L the load size
+        offset = (images.shape[-1] - settings.size) // 2
+        return images[..., offset:offset + settings.size, offset:offset + settings.size].contiguous()
+    batches.dataset.train = False  # streamed: each item centre-cropped to the image size
+    return torch.stack([batches.dataset[index][0] for index in pick.tolist()])
 
 
 def eval_cyclegan(run_dir: str, features_run: str | None, inception_weights: str | None, seed: int,

@@ -39,23 +39,45 @@ class Judges:
         return features, predicted
 
 
-def score_images(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor, judges: Judges, seed: int,
+# what memorization.memorization_with_replicates reports (tests check the two lists agree)
+MEMORIZATION_KEYS = ("memo_nn_ratio", "memo_mannwhitney_p", "memo_copy_fraction", "memo_ct", "memo_ct_cells",
+                     "memo_authentic_fraction", "memo_authentic_fraction_heldout")
+
+
+def score_images(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor | None, judges: Judges, seed: int,
                  figures_dir: Path | None) -> dict:
-    """All metrics of `fake` (uint8 N,C,H,W) vs held-out `real`, memorization against `train`, with floors."""
+    """All metrics of `fake` (uint8 N,C,H,W) vs held-out `real`, memorization against `train`, with floors.
+
+    train None: `real` is itself the training data (no held-out images exist), so the scores that compare with
+    held-out images, memorization and the floor, are not computed; the nearest-image figure uses `real`."""
     f_fake, p_fake = judges(fake)
     f_real, p_real = judges(real)
-    f_train, p_train = judges(train)
     n_classes = len(judges.domain.classes)
-    scores = score_features(f_fake, f_real, p_fake, p_real, f_train, n_classes, seed, resamples=RESAMPLES)
-    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:len(fake)].numpy()
-    floor = score_features(f_train[pick], f_real, p_train[pick], p_real, None, n_classes, seed, resamples=RESAMPLES)
-    result = {"feature_network": judges.name, "classifier": judges.domain.name, "n_train_reference": float(len(train)),
-              "interval_level": LEVEL, "interval_resamples": float(RESAMPLES), **with_floor(scores, floor)}
+    if train is None:
+        scores = score_features(f_fake, f_real, p_fake, p_real, None, n_classes, seed, resamples=RESAMPLES)
+        result = {"feature_network": judges.name, "classifier": judges.domain.name, "interval_level": LEVEL,
+                  "interval_resamples": float(RESAMPLES), **scores}
+        train, f_train = real, f_real
+    else:
+        f_train, p_train = judges(train)
+        scores = score_features(f_fake, f_real, p_fake, p_real, f_train, n_classes, seed, resamples=RESAMPLES)
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:len(fake)].numpy()
+        floor = score_features(f_train[pick], f_real, p_train[pick], p_real, None, n_classes, seed, resamples=RESAMPLES)
+        result = {"feature_network": judges.name, "classifier": judges.domain.name, "n_train_reference": float(len(train)),
+                  "interval_level": LEVEL, "interval_resamples": float(RESAMPLES), **with_floor(scores, floor)}
     if figures_dir is not None:
         class_histogram_figure(p_fake, p_real, judges.domain.classes, figures_dir / "eval_class_histogram.png")
         fake_index, train_index, _ = closest_pairs(f_fake, f_train, n=8)
         nearest_pairs_figure(fake, train, fake_index, train_index, figures_dir / "eval_nearest_train.png")
     return result
+
+
+def not_measurable_keys(result: dict) -> list[str]:
+    """The keys a held-out reference would have added to `result` (scored with train None): the memorization
+    scores and every metric's floor."""
+    metrics = [key for key, value in result.items() if isinstance(value, float) and not is_interval_key(key)
+               and not key.startswith("n_") and key not in ("interval_level", "interval_resamples")]
+    return [*MEMORIZATION_KEYS, *(f"{key}_floor" for key in metrics)]
 
 
 def _with_interval(result: dict, key: str) -> str:
