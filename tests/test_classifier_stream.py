@@ -139,4 +139,5 @@ def test_a_bad_file_read_by_a_worker_is_one_sentence(tmp_path, zygote):
     _, stderr = zygote.run([*train_args(data, "--stream", "always", "--workers", "2"), "--out", str(tmp_path / "run")],
                            tmp_path / "bad.log", expect=2)
     assert stderr.strip().splitlines() == [f"darkroom: error: {data}/test/class1/001.png is not a readable image "
-                                           "(cannot identify image file '" + f"{data}/test/class1/001.png')"], stderr
+                                           "(cannot identify image file '" + f"{data}/test/class1/001.png') "
+                                           "(pass --on-bad-image skip to leave such files out)"], stderr

@@ -22,6 +22,9 @@ class ClassifierConfig:
                          "decode them into memory (never), or auto: stream when the decoded set would take over a "
                          "quarter of the free memory (RAM, and GPU memory on CUDA)", choices=("auto", "always", "never"))
     workers: int = option(4, "DataLoader workers when streaming (0 = in the training process; at most the usable cores)", low=0)
+    on_bad_image: str = option("fail", "folders and .csv lists: an unreadable image file stops the run naming it "
+                               "(fail), or is left out, named in the log and counted as skipped_images (skip)",
+                               choices=("fail", "skip"))
     arch: str = option("cpunet", "net: " + ", ".join(CLASSIFIERS), choices=tuple(CLASSIFIERS))
     epochs: float = option(5.0, "epochs to train (fractions allowed: a fixed step budget)", above=0)
     batch_size: int = option(256, "global batch size (split over ranks)", low=1)

@@ -57,7 +57,7 @@ def data_settings(cfg: ClassifierConfig) -> classifier_data.DataSettings:
     return classifier_data.DataSettings(spec=cfg.data, root=cfg.data_root, sample=cfg.sample,
                                         test_sample=cfg.test_sample, seed=cfg.seed, image_size=cfg.image_size,
                                         stream=cfg.stream, workers=cfg.workers, batch_size=cfg.batch_size,
-                                        channels_last=cfg.channels_last)
+                                        channels_last=cfg.channels_last, on_bad_image=cfg.on_bad_image)
 
 
 def load_data(cfg: ClassifierConfig) -> tuple:
@@ -299,7 +299,7 @@ def end_epoch(life: lifecycle.Run, eval_model: nn.Module, test_set: Images, augm
     test_loss, test_acc = evaluate(eval_model, test_set, info.device, precision_name, tta)
     record = {"epoch": epoch + 1, "step": state["step"], "train_loss": state["loss_sum"] / max(1, state["loss_count"]),
               "test_loss": test_loss, "test_acc": test_acc, "train_time": state["train_time"],
-              "elapsed": time.time() - started, "skipped_steps": state["skipped"],
+              "elapsed": time.time() - started, "skipped_steps": state["skipped"], "skipped_images": len(test_set.skipped_files),
               "images_per_s": state["step"] * cfg.batch_size / max(1e-9, state["train_time"]), "train_size": train_size}
     life.say(f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.4f}  test loss {test_loss:.4f}  "
              f"acc {test_acc:.4f}  {record['train_time']:.1f}s")

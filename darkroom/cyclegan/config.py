@@ -32,7 +32,8 @@ class CycleGANConfig:
     crop_size: int = option(256, "random crop size (a multiple of 4); the training resolution")
     flip: bool = option(True, "random horizontal flips")
     val_images: int = option(64, "training images held out per domain for grids and validation (at most 10%)", low=0)
-    on_bad_image: str = option("fail", "an undecodable image: fail (one sentence, checkpoint kept) or skip and count",
+    on_bad_image: str = option("fail", "an undecodable image: fail (one sentence, checkpoint kept) or skip it, named "
+                               "in the log and counted as skipped_images",
                                choices=("fail", "skip"))
     generator: str = option("resnet_9blocks", "generator: " + ", ".join(GENERATOR_BLOCKS), choices=tuple(GENERATOR_BLOCKS))
     blocks: int = option(0, "residual blocks of the generator (0: its name's 6 or 9)", low=0)

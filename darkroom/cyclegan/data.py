@@ -8,10 +8,11 @@ draws seeded by (seed, domain, epoch, position): the same batches whatever the w
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,14 +41,17 @@ class DomainFiles:
     name: str
     paths: list[Path] | None = None
     arrays: torch.Tensor | None = None
+    left_out: list[str] = field(default_factory=list)  # why each unreadable file was left out (--on-bad-image skip)
 
     def __len__(self) -> int:
         return len(self.paths) if self.paths is not None else self.arrays.shape[0]
 
-    def subset(self, index: list[int]) -> "DomainFiles":
+    def subset(self, index: list[int], left_out: list[str] | None = None) -> "DomainFiles":
+        """The items at `index`; `left_out` (default: this domain's) goes with them."""
+        left_out = self.left_out if left_out is None else left_out
         if self.paths is not None:
-            return DomainFiles(self.name, paths=[self.paths[i] for i in index])
-        return DomainFiles(self.name, arrays=self.arrays[index])
+            return DomainFiles(self.name, paths=[self.paths[i] for i in index], left_out=left_out)
+        return DomainFiles(self.name, arrays=self.arrays[index], left_out=left_out)
 
 
 class TensorImages(Dataset):
@@ -172,7 +176,11 @@ def check_domain(domain: DomainFiles, channels: str, label: str, on_bad_image: s
         raise UserError(f"domain {label} has no readable image: {probed[0]}")
     if bad:
         kept = [index for index in range(len(probed)) if not isinstance(probed[index], BadImage)]
-        domain, probed = domain.subset(kept), [probed[index] for index in kept]
+        left_out = [str(probed[index]) for index in bad]
+        domain, probed = domain.subset(kept, left_out), [probed[index] for index in kept]
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 names them (the trainer prints the count)
+            for sentence in left_out:
+                print(f"skipped {sentence} (domain {label}, --on-bad-image skip)", flush=True)
     if channels != "auto":
         return int(channels), domain, len(bad)
     gray = [path for path, mode in zip(domain.paths, probed) if mode in GRAYSCALE_MODES]
@@ -189,14 +197,28 @@ def split_validation(domain: DomainFiles, count: int, seed: int, label: str) -> 
     if count < 1:
         return domain, None
     order = torch.randperm(len(domain), generator=torch.Generator().manual_seed(seed + (label == "B"))).tolist()
-    return domain.subset(sorted(order[count:])), domain.subset(sorted(order[:count]))
+    return domain.subset(sorted(order[count:])), domain.subset(sorted(order[:count]), left_out=[])  # counted once
+
+
+class DomainImages(StreamingImages):
+    """StreamingImages whose `skipped` also counts the domain's files check_domain left out (the metrics line's
+    skipped_images: every unreadable file, whether its header or its pixels failed)."""
+
+    def __init__(self, domain: DomainFiles, crop_size: int, load_size: int, channels: int, train: bool, flip: bool,
+                 on_bad_image: str) -> None:
+        source = domain.paths if domain.paths is not None else TensorImages(domain.arrays)
+        super().__init__(source, size=crop_size, channels=channels, train=train, load_size=load_size,
+                         on_bad_image=on_bad_image, flip=flip)
+        self.left_out = len(domain.left_out)
+
+    @property
+    def skipped(self) -> int:
+        return self.left_out + super().skipped
 
 
 def streaming(domain: DomainFiles, crop_size: int, load_size: int, channels: int, train: bool, flip: bool,
-              on_bad_image: str) -> StreamingImages:
-    source = domain.paths if domain.paths is not None else TensorImages(domain.arrays)
-    return StreamingImages(source, size=crop_size, channels=channels, train=train, load_size=load_size,
-                           on_bad_image=on_bad_image, flip=flip)
+              on_bad_image: str) -> DomainImages:
+    return DomainImages(domain, crop_size, load_size, channels, train, flip, on_bad_image)
 
 
 def fixed_images(dataset: StreamingImages, limit: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from darkroom.data.arrays import ImageArrays
-from darkroom.data.images import IMAGE_EXTENSIONS, center_crop, list_images, open_image, resize_shorter, shown, to_uint8_tensor
+from darkroom.data.images import IMAGE_EXTENSIONS, BadImage, center_crop, list_images, open_image, resize_shorter, shown, to_uint8_tensor
 from darkroom.errors import UserError
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding
@@ -28,13 +28,41 @@ def decode_files(paths: list[Path], channels: int | None, size: int | None) -> t
     """Image files -> uint8 (N, C, H, W). channels None: 1 if every file is grayscale, else 3.
 
     Without `size` every image must already share one size; with it, shorter side resized + centre crop.
+    The first file that does not decode raises its BadImage.
     """
+    decoded = _decode_each(paths, channels, size)
+    bad = next((image for image in decoded if isinstance(image, BadImage)), None)
+    if bad is not None:
+        raise bad
+    return _stack(paths, decoded, channels, size)
+
+
+def decode_usable(paths: list[Path], channels: int | None, size: int | None
+                  ) -> tuple[torch.Tensor, list[int], list[BadImage]]:
+    """decode_files of the files that decode: (their images, their indices in `paths`, the others' BadImage)."""
+    decoded = _decode_each(paths, channels, size)
+    kept = [index for index, image in enumerate(decoded) if not isinstance(image, BadImage)]
+    images = _stack([paths[index] for index in kept], [decoded[index] for index in kept], channels, size)
+    return images, kept, [image for image in decoded if isinstance(image, BadImage)]
+
+
+def _attempt(path: Path, size: int | None) -> Image.Image | BadImage:
+    try:
+        return _load_one(path, size)
+    except BadImage as error:
+        return error
+
+
+def _decode_each(paths: list[Path], channels: int | None, size: int | None) -> list[Image.Image | BadImage]:
     if channels not in (None, 1, 3):
         raise UserError(f"channels must be 1 or 3, not {channels}")
     if size is not None and size < 1:
         raise UserError(f"image size must be positive, not {size}")
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        images = list(pool.map(lambda path: _load_one(path, size), paths))
+        return list(pool.map(lambda path: _attempt(path, size), paths))
+
+
+def _stack(paths: list[Path], images: list[Image.Image], channels: int | None, size: int | None) -> torch.Tensor:
     if not images:
         return torch.zeros((0, channels or 3, size or 0, size or 0), dtype=torch.uint8)
     first = images[0].size
