@@ -40,6 +40,24 @@ def train_phase(task: str, budget: str, out: Path) -> dict:
                                      {**BUDGETS[task][budget], "out": str(out / task)}))
 
 
+def classifier_picture(run_dir: Path, device: torch.device) -> torch.Tensor:
+    """confusion.png in the classifier's run folder, the front page's picture of it: its evaluation weights on the test
+    images its last epoch was scored on (same --test-sample, seed and TTA); returns the (K, K) counts."""
+    from darkroom.classifier.predict import confusion, load_run
+    from darkroom.data import sources
+    from darkroom.data.resident import ResidentImages
+    from darkroom.report.figures import CONFUSION_FILE, save_confusion
+
+    model, saved, meta = load_run(str(run_dir), device)
+    test = sources.load(saved["data"], "test", saved.get("data_root"), saved.get("test_sample", 1.0), saved["seed"],
+                        saved.get("image_size"))
+    tta = saved.get("tta", "none") if saved.get("flip", True) else "none"
+    matrix = confusion(model, ResidentImages(test, device, meta["mean"], meta["std"], 1000), device, "fp32", tta,
+                       len(meta["classes"]))
+    save_confusion(matrix.numpy(), list(meta["classes"]), Path(run_dir) / CONFUSION_FILE)
+    return matrix
+
+
 def run_demo(out: Path, quick: bool) -> dict:
     from darkroom.data.provision import ensure_idx_dataset
     from darkroom.evaluate import commands as evaluate
@@ -63,6 +81,7 @@ def run_demo(out: Path, quick: bool) -> dict:
     judge = str(out / "classifier")
     gan = evaluate.eval_gan(str(out / "gan"), EVAL_SAMPLES[budget], judge, None, 0, device)
     cyclegan = evaluate.eval_cyclegan(str(out / "cyclegan"), judge, None, 0, device)
+    classifier_picture(out / "classifier", device)
     phases["evaluation"] = time.time() - phase_start
     for task in ("classifier", "gan", "cyclegan"):
         build_report(out / task)
@@ -82,7 +101,8 @@ def run_demo(out: Path, quick: bool) -> dict:
         *[(f"time: {phase}", f"{seconds:.0f} s") for phase, seconds in phases.items()],
         ("time: total", f"{time.time() - started:.0f} s"),
     ]
-    index = build_index(out, "darkroom demo", summary)
+    # the front page: each task's picture, curves and numbers (with floors and meanings); this summary last
+    index = build_index(out, "darkroom demo", summary, showcase=True)
     print("\n" + "\n".join(f"{name:52s} {value}" for name, value in summary))
     print(f"\ndemo page: {index}")
     return {"classifier_acc": accuracy, "gan": gan, "cyclegan": cyclegan, "phases": phases, "index": str(index),

@@ -5,41 +5,33 @@
 """
 from __future__ import annotations
 
-import base64
 import html
-import json
-import re
 from pathlib import Path
 
 from darkroom import atomic, runs
-from darkroom.report.plots import curve_panels
+from darkroom.report.figures import CONFUSION_FILE
+from darkroom.report.front import curves_html, task_panel
+from darkroom.report.glossary import describe
+from darkroom.report.samples import image_tag, sample_section
+from darkroom.report.tables import eval_section, fmt, last_metrics_section, latest_values, read_eval
 
+# every sample figure the same fixed width (the last one of a row must not stretch), columns labelled above it
 STYLE = """body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:980px;
 padding:12px;color:#222}h1{font-size:1.4em;word-break:break-all}h2{font-size:1.15em;margin-top:1.6em;
-border-bottom:1px solid #ddd}img{max-width:100%;height:auto;image-rendering:pixelated}table{border-collapse:collapse;
-width:100%;font-size:.9em}td,th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left;vertical-align:top}
-code,pre{background:#f6f6f6;padding:2px 4px;white-space:pre-wrap;word-break:break-all}.grid{display:flex;
-flex-wrap:wrap;gap:8px}.grid figure{margin:0;flex:1 1 280px}figcaption{font-size:.8em;color:#666}
-.ok{color:#070}.bad{color:#a00}"""
+border-bottom:1px solid #ddd}h3{font-size:1em}img{max-width:100%;height:auto;image-rendering:pixelated}
+table{border-collapse:collapse;width:100%;font-size:.9em}td,th{border-bottom:1px solid #eee;padding:3px 6px;
+text-align:left;vertical-align:top}code,pre{background:#f6f6f6;padding:2px 4px;white-space:pre-wrap;
+word-break:break-all}.grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0;flex:0 0 auto;width:310px;max-width:100%}
+.grid figure.sample{width:300px}.grid figure.hero{width:440px}.task .grid figure:not(.hero){width:245px}
+figure img{display:block;width:100%}figcaption{font-size:.8em;color:#666}.columns{display:flex;font-size:.7em;
+color:#444;text-align:center}.columns span{flex:1 1 0;overflow:hidden;white-space:nowrap}
+.key{display:block;font-size:.75em;color:#888;background:none;padding:0}.ci{color:#777;font-size:.9em}
+.meaning{color:#444;font-size:.92em}.explain,.note{font-size:.85em;color:#555}.note{color:#a50}
+td{overflow-wrap:break-word}table:not(.metrics) td{overflow-wrap:anywhere}td.value,td.floor{white-space:nowrap}@media(max-width:600px){td.value,td.floor{white-space:normal}}.ok{color:#070}.bad{color:#a00}"""
 
 # the number an index shows for each task, looked up in eval.json first, then the last metrics line
 HEADLINE = {"classifier": ("test_acc",), "gan": ("modes_hit", "frechet_inception_distance", "wasserstein"),
-            "cyclegan": ("translation_target_accuracy_a2b", "cycle_loss")}
-
-
-def data_uri(payload: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(payload).decode()}"
-
-
-def image_tag(path: Path, alt: str) -> str:
-    return f'<img src="{data_uri(path.read_bytes())}" alt="{html.escape(alt)}" loading="lazy">'
-
-
-def read_eval(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "eval.json").read_text())
-    except (OSError, ValueError):
-        return {}
+            "cyclegan": ("translation_target_accuracy_a2b", "val_cycle_a")}
 
 
 def status_of(run_dir: Path) -> str:
@@ -59,8 +51,7 @@ def duration_of(run_dir: Path) -> float | None:
 
 
 def headline(run_dir: Path, task: str) -> tuple[str, float] | None:
-    evaluation, metrics = read_eval(run_dir), runs.read_metrics(run_dir)
-    last = metrics[-1] if metrics else {}
+    evaluation, last = read_eval(run_dir), latest_values(runs.read_metrics(run_dir))
     for key in HEADLINE.get(task, ()):
         for source in (evaluation, last):
             if isinstance(source.get(key), (int, float)):
@@ -68,36 +59,21 @@ def headline(run_dir: Path, task: str) -> tuple[str, float] | None:
     return None
 
 
-def sample_history(run_dir: Path, limit: int = 12) -> list[Path]:
-    """Grids in samples/ ordered by the number in their names, thinned to `limit` (always keeping the last)."""
-    files = sorted((run_dir / "samples").glob("*.png"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.stem)] or [0])
-    if len(files) <= limit:
-        return files
-    step = (len(files) - 1) / (limit - 1)
-    return [files[round(i * step)] for i in range(limit)]
-
-
 def table(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
-def fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
-
-
-def eval_section(evaluation: dict) -> str:
-    """Metric | value | real-vs-real floor, for flat eval.json keys (`x` and `x_floor`)."""
-    if not evaluation:
-        return "<p>No evaluation yet: run <code>darkroom eval</code> on this run.</p>"
-    rows = []
-    for key, value in evaluation.items():
-        if key.endswith("_floor") or isinstance(value, (dict, list)):
-            continue
-        floor = evaluation.get(f"{key}_floor", "")
-        rows.append(f"<tr><td>{html.escape(key)}</td><td>{fmt(value)}</td><td>{fmt(floor) if floor != '' else ''}</td></tr>")
-    return "<table><tr><th>metric</th><th>value</th><th>floor (real train vs real test)</th></tr>" + "".join(rows) + "</table>"
+def summary_rows(run_dir: Path, task: str, metrics: list[dict]) -> list[tuple[str, str]]:
+    summary = [("status", html.escape(status_of(run_dir)))]
+    found = headline(run_dir, task)
+    if found:
+        summary.append((describe(found[0]).name, fmt(found[1])))
+    duration = duration_of(run_dir)
+    if duration is not None:
+        summary.append(("wall time", f"{duration:.1f} s"))
+    if metrics and "train_time" in metrics[-1]:
+        summary.append(("training time", f"{metrics[-1]['train_time']:.1f} s"))
+    return summary
 
 
 def build_report(run_dir: Path) -> Path:
@@ -105,63 +81,64 @@ def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     record = runs.read_config(run_dir)
     task, metrics, evaluation = record.get("task", "run"), runs.read_metrics(run_dir), read_eval(run_dir)
-    parts = [f"<h1>darkroom {html.escape(task)}: {html.escape(run_dir.name)}</h1>"]
-    summary = [("status", html.escape(status_of(run_dir)))]
-    found = headline(run_dir, task)
-    if found:
-        summary.append((found[0], fmt(found[1])))
-    duration = duration_of(run_dir)
-    if duration is not None:
-        summary.append(("wall time", f"{duration:.1f} s"))
-    if metrics and "train_time" in metrics[-1]:
-        summary.append(("training time", f"{metrics[-1]['train_time']:.1f} s"))
-    parts.append(table(summary))
+    parts = [f"<h1>darkroom {html.escape(task)}: {html.escape(run_dir.name)}</h1>", table(summary_rows(run_dir, task, metrics))]
     parts.append(f"<h2>Reproduce</h2><pre>{html.escape(record.get('command', ''))}</pre>")
-    panels = curve_panels(metrics)
-    if panels:
-        parts.append("<h2>Curves</h2><div class='grid'>" + "".join(
-            f"<figure><img src='{data_uri(png)}' alt='{html.escape(title)} curve'><figcaption>{html.escape(title)}"
-            "</figcaption></figure>" for title, png in panels) + "</div>")
-    history = sample_history(run_dir)
-    if history:
-        parts.append("<h2>Samples over time</h2><div class='grid'>" + "".join(
-            f"<figure>{image_tag(path, path.stem)}<figcaption>{html.escape(path.stem)}</figcaption></figure>"
-            for path in history) + "</div>")
-    parts.append("<h2>Evaluation</h2>" + eval_section(evaluation))
+    curves = curves_html(metrics)
+    if curves:
+        parts.append("<h2>Curves</h2><div class='grid'>" + curves + "</div>")
+    parts.append(sample_section(run_dir, task, record.get("config", {})))
+    if (run_dir / CONFUSION_FILE).is_file():
+        parts.append("<h2>Test predictions</h2><div class='grid'><figure class='hero'>" +
+                     image_tag(run_dir / CONFUSION_FILE, "confusion matrix") + "<figcaption>confusion matrix of the "
+                     "final weights on the test split: rows true class, columns predicted</figcaption></figure></div>")
+    parts.append("<section id='evaluation'><h2>Evaluation</h2>" + eval_section(evaluation) + "</section>")
     figures = sorted(run_dir.glob("eval_*.png"))
     if figures:
         parts.append("<div class='grid'>" + "".join(
             f"<figure>{image_tag(path, path.stem)}<figcaption>{html.escape(path.stem)}</figcaption></figure>"
             for path in figures) + "</div>")
-    if metrics:
-        last = metrics[-1]
-        parts.append("<h2>Last metrics</h2>" + table([(k, fmt(v)) for k, v in last.items()]))
-    parts.append("<h2>Environment</h2>" + table([(k, fmt(v)) for k, v in record.get("environment", {}).items()]))
-    parts.append("<h2>Config</h2>" + table([(k, fmt(v)) for k, v in record.get("config", {}).items()]))
+    parts.append(last_metrics_section(metrics))
+    for heading, values in (("Environment", record.get("environment", {})), ("Config", record.get("config", {}))):
+        parts.append(f"<h2>{heading}</h2>" + table([(k, fmt(v) if v is not None else "none") for k, v in values.items()]))
     return write_page(run_dir / "report.html", f"darkroom {task} {run_dir.name}", "".join(parts))
 
 
-def build_index(root: Path, title: str = "darkroom runs", summary: list[tuple[str, str]] | None = None) -> Path:
-    """Write root/index.html listing every run folder below root (one level or two) with its headline,
-    after an optional summary table (the demo's measured numbers)."""
-    root = Path(root)
-    run_dirs = sorted({p.parent for p in list(root.glob("*/config.json")) + list(root.glob("*/*/config.json"))})
-    rows = []
-    for run_dir in run_dirs:
+def run_folders(root: Path) -> list[tuple[Path, str]]:
+    """(run folder, task) for every run one or two levels below root."""
+    found = []
+    for run_dir in sorted({p.parent for p in list(root.glob("*/config.json")) + list(root.glob("*/*/config.json"))}):
         try:
-            task = runs.read_config(run_dir).get("task", "?")
+            found.append((run_dir, runs.read_config(run_dir).get("task", "?")))
         except (ValueError, OSError):
             continue
+    return found
+
+
+SHOWCASE_ORDER = ("classifier", "gan", "cyclegan")  # the demo's order: the judge first, then what it judges
+
+
+def build_index(root: Path, title: str = "darkroom runs", summary: list[tuple[str, str]] | None = None,
+                showcase: bool = False) -> Path:
+    """Write root/index.html listing every run folder below root (one level or two) with its headline; with
+    `showcase` (the demo's front page) each run's picture, curves and numbers come first; `summary` rows last."""
+    root = Path(root)
+    rows, panels = [], []
+    for run_dir, task in run_folders(root):
         report = build_report(run_dir)
+        href = html.escape(str(report.relative_to(root)))
+        if showcase:
+            panels.append((SHOWCASE_ORDER.index(task) if task in SHOWCASE_ORDER else len(SHOWCASE_ORDER),
+                           task_panel(run_dir, task, href)))
         found = headline(run_dir, task)
         duration = duration_of(run_dir)
-        rows.append(f"<tr><td><a href='{html.escape(str(report.relative_to(root)))}'>{html.escape(str(run_dir.relative_to(root)))}"
-                    f"</a></td><td>{html.escape(task)}</td><td>{html.escape(found[0]) + ' ' + fmt(found[1]) if found else ''}"
+        rows.append(f"<tr><td><a href='{href}'>{html.escape(str(run_dir.relative_to(root)))}</a></td>"
+                    f"<td>{html.escape(task)}</td><td>{html.escape(describe(found[0]).name) + ' ' + fmt(found[1]) if found else ''}"
                     f"</td><td>{f'{duration:.0f} s' if duration is not None else ''}</td>"
                     f"<td>{html.escape(status_of(run_dir))}</td></tr>")
-    body = (f"<h1>{html.escape(title)}</h1>" + (table([(k, html.escape(v)) for k, v in summary]) if summary else "") +
+    body = (f"<h1>{html.escape(title)}</h1>" + "".join(panel for _, panel in sorted(panels, key=lambda p: p[0])) +
             "<h2>Runs</h2><table><tr><th>run</th><th>task</th><th>headline</th><th>duration</th>"
-            "<th>status</th></tr>" + "".join(rows) + "</table>")
+            "<th>status</th></tr>" + "".join(rows) + "</table>" +
+            ("<h2>Summary</h2><p class='explain'>What the command printed at its end.</p>" + table([(k, html.escape(v)) for k, v in summary]) if summary else ""))
     return write_page(root / "index.html", title, body)
 
 

@@ -6,6 +6,8 @@ import math
 
 # keys that are positions or clocks, not curves
 AXIS_KEYS = {"epoch", "step", "iteration", "gen_iterations", "elapsed", "train_time", "time", "wall_time"}
+# CycleGAN's loss terms (darkroom/cyclegan/losses.py LOSS_TERMS): one panel, not nine
+CYCLEGAN_LOSSES = {"gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b"}
 
 
 def numeric_series(records: list[dict]) -> tuple[str, dict[str, list[tuple[float, float]]]]:
@@ -23,11 +25,13 @@ def numeric_series(records: list[dict]) -> tuple[str, dict[str, list[tuple[float
 
 
 def group_name(key: str) -> str:
-    """Losses together, accuracies together, everything else on its own panel."""
-    if "loss" in key or key in ("wasserstein", "gp", "w_estimate"):
+    """Losses together, accuracies together, held-out cycle errors together, everything else on its own panel."""
+    if "loss" in key or key in ("wasserstein", "gp", "w_estimate") or key in CYCLEGAN_LOSSES:
         return "losses"
     if "acc" in key:
         return "accuracy"
+    if key.startswith("val_cycle_"):
+        return "val_cycle"
     return key
 
 
