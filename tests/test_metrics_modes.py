@@ -10,6 +10,7 @@ import torch
 from darkroom.errors import UserError
 from darkroom.metrics.modes import (class_histogram, grid_modes, mode_stats, ring_modes, sample_toy, stack_three,
                                     stacked_mode_ids, toy_mode_coverage)
+from darkroom.metrics.modes import TOYS
 
 
 def test_class_histogram_counts_and_rejects_bad_labels() -> None:
@@ -70,11 +71,29 @@ def test_toy_geometry() -> None:
 @pytest.mark.parametrize("name", ["ring", "grid"])
 def test_true_toy_samples_cover_everything(name: str) -> None:
     samples = sample_toy(name, 2500, torch.Generator().manual_seed(0))
-    centers, std = ring_modes() if name == "ring" else grid_modes()
+    centers, std = TOYS[name]()
     scores = toy_mode_coverage(samples, centers, std)
     assert scores["toy_modes_captured"] == scores["toy_n_modes"] == len(centers)
     assert scores["toy_high_quality_fraction"] > 0.98  # 3 std in 2-D holds 1 - exp(-4.5) = 98.9%
     assert scores["toy_mode_kl_uniform"] < 0.02
+    assert scores["toy_modes_20"] == len(centers) and scores["toy_reverse_kl"] < 0.02
+
+
+def test_pacgan_ring_and_reverse_kl_over_high_quality_samples() -> None:
+    ring, std = TOYS["ring"]()
+    np.testing.assert_allclose(np.linalg.norm(ring, axis=1), 1.0)  # PacGAN's ring: unit circle, std 0.01
+    assert std == 0.01
+    # 2,500 samples: 1,900 on mode 0, 100 on each of modes 1-5, 1 stray on mode 6, 99 far from every mode
+    points = np.concatenate([np.repeat(ring[:1], 1900, 0), np.repeat(ring[1:6], 100, 0), ring[6:7],
+                             np.full((99, 2), 5.0)])
+    scores = toy_mode_coverage(points, ring, std)
+    assert scores["toy_modes_captured"] == 7 and scores["toy_modes_20"] == 6
+    assert scores["toy_high_quality_fraction"] == pytest.approx(2401 / 2500)
+    q = np.array([1900, 100, 100, 100, 100, 100, 1, 0]) / 2401
+    expected = sum(v * math.log(v * 8) for v in q if v > 0)
+    assert scores["toy_reverse_kl"] == pytest.approx(expected, rel=1e-12)
+    nothing = toy_mode_coverage(np.full((10, 2), 5.0), ring, std)
+    assert nothing["toy_modes_captured"] == 0 and nothing["toy_reverse_kl"] == pytest.approx(math.log(8))
 
 
 def test_toy_planted_collapse_and_blur() -> None:

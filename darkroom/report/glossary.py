@@ -114,6 +114,10 @@ TERMS: dict[str, tuple[str, str, bool]] = {
                                         "is better"),
     "toy_mode_kl_uniform": _score("mode KL to uniform", "KL of the samples' mode histogram to uniform; 0 = balanced, "
                                   "log(modes) = collapse"),
+    "toy_modes_20": _score("modes with 20+ good samples", "modes holding at least 20 high-quality samples (of 2,500: a "
+                           "fifth of a fair share on the grid); a stray sample cannot inflate it; higher is better"),
+    "toy_reverse_kl": _score("reverse KL (PacGAN)", "KL of the high-quality samples' mode histogram to uniform, "
+                             "PacGAN's Table 1 column; 0 = balanced, log(modes) = collapse"),
     # CycleGAN training (cyclegan/losses.py LOSS_TERMS, cyclegan/records.py)
     "gan_ab": _score("adversarial loss A→B", "LSGAN loss of G_AB against D_B; lower = its B images fool D_B more"),
     "gan_ba": _score("adversarial loss B→A", "LSGAN loss of G_BA against D_A; lower = its A images fool D_A more"),
