@@ -103,7 +103,7 @@ def make_places(root: Path) -> dict[str, str]:
             "paintings/": str(unpaired / "trainB"), "in/": str(unpaired / "testA"), "out/": str(root / "translated"),
             "shoe.jpg": str(root / "shoe.jpg"), "coat.png": str(root / "coat.png"), "samples/": str(root / "samples"),
             "runs/": str(runs), "grid.png": str(root / "grid.png"), "strip.png": str(root / "strip.png"),
-            "lr.png": str(root / "lr.png")}
+            "lr.png": str(root / "lr.png"), "held-out/": str(root / "samples")}
 
 
 def cifar10_here() -> bool:
@@ -169,6 +169,8 @@ def point_runs(places: dict[str, str], plans: list[tuple[int, list[str]]]) -> No
             places[key] = str(Path(places["runs/"]) / f"{argv[1]}-{index}")
             if argv[1] == "classifier":
                 places["runs/x"] = places[key]
+            if argv[1] == "gan":  # `eval compare runs/gan-a runs/gan-b`: the one evaluated GAN run, twice
+                places["runs/gan-a"] = places["runs/gan-b"] = places[key]
 
 
 @pytest.fixture(scope="module")
