@@ -110,6 +110,20 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
+    """In-place minimum over ranks (identity when not distributed)."""
+    if torch_dist.is_initialized():
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MIN)
+    return tensor
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device, so that a clock read next covers it (a no-op elsewhere: CPU ops
+    run as they are called)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def finite_on_every_rank(value: torch.Tensor) -> bool:
     """Whether `value` is finite on every rank: one decision for all (a rank that skipped a backward the others ran
     would hang DDP's next all-reduce)."""

@@ -370,7 +370,7 @@ class StreamedImages:
         """Batch `step` of the epoch whose permutation is `order` (ResidentImages.train_batch, draw for draw)."""
         global_index = order[step * self.batch_size:(step + 1) * self.batch_size]
         if augment.alternating_flip and self.flip_bits is None:
-            self.flip_bits = alternating_flip_bits(len(self))
+            self.flip_bits = alternating_flip_bits(len(self), self.device)
         crop_offsets, flips = augment.draw(global_index, epoch, generator, self.flip_bits)
         mine = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
         images, labels = self._next_batch(order, step)

@@ -22,7 +22,7 @@ from darkroom.classifier.data import Images
 from darkroom.classifier.predict import evaluate
 from darkroom.classifier.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
 from darkroom.data.resident import Augment, resize_batch
-from darkroom.errors import UserError
+from darkroom.errors import NonFiniteLoss, UserError
 from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
 from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
@@ -33,6 +33,9 @@ CONFIG = ClassifierConfig
 # fp16: the GradScaler halves its scale (2^16 at the start) at each overflowing step and doubles it after 2,000 good
 # ones; 24 net halvings mean the loss is not recovering
 MIN_LOSS_SCALE = 2.0 ** -8
+# steps between host reads of the loss (progress bar, non-finite check), besides checkpoints and epoch ends: a read
+# waits for the device, so the steps between make no host sync (--on-nan skip and fp16 decide each step on the host)
+HOST_READ_EVERY = 50
 
 
 def lr_momentum_at(cfg: ClassifierConfig, step: int, total: int) -> tuple[float, float]:
@@ -67,23 +70,34 @@ def load_data(cfg: ClassifierConfig) -> tuple:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, info: dist.DistInfo,
                precision_name: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               buffers: tuple[torch.Tensor, ...] = ()) -> tuple[float, bool]:
-    """One optimisation step; returns (loss, stepped). A non-finite loss is stopped on, or skipped and counted
-    (fp16: the GradScaler skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are
-    put back after a non-finite forward, whose train-mode pass fed them non-finite activations.
+               buffers: tuple[torch.Tensor, ...] = (), check: bool = True) -> tuple[torch.Tensor, bool]:
+    """One optimisation step; returns (loss, stepped), the loss a detached scalar on the device (NaN for a skipped step).
 
-    Under DDP the skip is decided on the averaged gradients, which every rank holds alike after the backward's
-    all-reduce: one decision for all without a second exchange per step (a non-finite loss on any rank makes the
-    average non-finite)."""
+    check: the loss is read on the host (a sync) and a non-finite one is skipped and counted (fp16: the GradScaler
+    skips it). `buffers` (BatchNorm statistics; empty where no step can be skipped) are put back after a non-finite
+    forward, whose train-mode pass fed them non-finite activations. Under DDP the skip is decided on the averaged
+    gradients, which every rank holds alike after the backward's all-reduce: one decision for all without a second
+    exchange per step (a non-finite loss on any rank makes the average non-finite).
+    Without check (the loop's --on-nan stop in fp32/bf16) the step is taken whatever the loss and nothing waits for
+    the device: the loop finds a non-finite loss on the device (LossTally) and stops before the next checkpoint."""
+    if not check:
+        with precision.autocast(info.device, precision_name):
+            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+        scaler.scale(loss).backward()
+        decoupled_decay_(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), True
     kept = [buffer.clone() for buffer in buffers]  # a few KB: norm layers' running means, variances, counts
     with precision.autocast(info.device, precision_name):
         loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
     value = loss.item()
     if info.world_size == 1 and not math.isfinite(value) and precision_name != "fp16":
-        return skipped(buffers, kept, optimizer)  # alone: no backward to spend
+        return skipped(loss, buffers, kept, optimizer)  # alone: no backward to spend
     scaler.scale(loss).backward()
     if info.world_size > 1 and precision_name != "fp16" and not finite_gradients(model):
-        return skipped(buffers, kept, optimizer)
+        return skipped(loss, buffers, kept, optimizer)
     if not math.isfinite(value):  # fp16 (the scaler skips the step) or a rank alone: non-finite activations fed them
         put_back(buffers, kept)
     decoupled_decay_(optimizer)
@@ -92,7 +106,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
-    return value, stepped
+    return loss.detach(), stepped
 
 
 def finite_gradients(model: nn.Module) -> bool:
@@ -100,11 +114,43 @@ def finite_gradients(model: nn.Module) -> bool:
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
 
 
-def skipped(buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor],
-            optimizer: torch.optim.Optimizer) -> tuple[float, bool]:
+def skipped(loss: torch.Tensor, buffers: tuple[torch.Tensor, ...], kept: list[torch.Tensor],
+            optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, bool]:
     put_back(buffers, kept)
     optimizer.zero_grad(set_to_none=True)
-    return float("nan"), False
+    return torch.full_like(loss.detach(), float("nan")), False
+
+
+class LossTally:
+    """The train loss between host reads, on the device: its sum and count over finite steps, the last value and the
+    first step whose loss was not finite. add() each step queues a few scalar ops; read() (one sync) hands them over."""
+
+    NONE = 2 ** 62  # "no non-finite step yet" (a minimum over ranks finds the first)
+
+    def __init__(self, device: torch.device) -> None:
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sum = torch.zeros((), dtype=self.dtype, device=device)
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_bad = torch.full((), self.NONE, dtype=torch.int64, device=device)
+        self.last = torch.full((), float("nan"), device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        finite = torch.isfinite(loss)
+        self.sum += torch.where(finite, loss.to(self.dtype), 0.0)
+        self.count += finite
+        self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
+        self.last = loss
+
+    def read(self) -> tuple[float, int, int | None, float]:
+        """(sum, count, first non-finite step or None, last loss) since the last read; starts a new tally. Every
+        rank calls it at the same steps: the first non-finite step is the earliest on any rank."""
+        first_bad = dist.all_reduce_min(self.first_bad.reshape(1).clone())[0]
+        total, count, bad, last = torch.stack([self.sum, self.count.to(self.dtype), first_bad.to(self.dtype),
+                                               self.last.to(self.dtype)]).tolist()
+        self.sum.zero_()
+        self.count.zero_()
+        self.first_bad.fill_(self.NONE)
+        return total, int(count), None if bad >= self.NONE else int(bad), last
 
 
 def training_sizes(cfg: ClassifierConfig, model: nn.Module, channels: int, size: int) -> list[tuple[int, float]]:
@@ -150,6 +196,7 @@ class Parts:
     stages: list[tuple[int, float]]  # --progressive (size, until epoch)
     buffers: tuple[torch.Tensor, ...]  # norm statistics kept across a skipped step (train_step)
     precision_name: str
+    tally: LossTally  # the train loss on the device between host reads
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
@@ -172,7 +219,8 @@ def build_parts(cfg: ClassifierConfig, info: dist.DistInfo, data: classifier_dat
                  ema=EMA(model, cfg.ema) if cfg.ema > 0 else None,
                  data_generator=torch.Generator(device=info.device).manual_seed(cfg.seed),
                  augment=Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip), stages=stages,
-                 buffers=tuple(model.buffers()) if skips else (), precision_name=precision_name)
+                 buffers=tuple(model.buffers()) if skips else (), precision_name=precision_name,
+                 tally=LossTally(info.device))
 
 
 def new_state() -> dict:
@@ -223,7 +271,7 @@ def run(cfg: ClassifierConfig) -> dict:
                 state.update(order=None, loss_sum=0.0, loss_count=0)
                 save(life, parts, state, meta)
     except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
-        lifecycle.fail(life, error, step=state["step"])
+        lifecycle.fail(life, error, step=error.step if isinstance(error, NonFiniteLoss) else state["step"])
         raise
     report = lifecycle.finish(life, {k: v for k, v in result.items() if isinstance(v, float)})
     if report is not None:
@@ -246,6 +294,9 @@ def train_epoch(life: lifecycle.Run, parts: Parts, train_set: Images, state: dic
         state["order"] = train_set.epoch_order(parts.data_generator)
     last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
     bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}", disable=cfg.quiet or not info.is_main, leave=False)
+    # fp32/bf16 under --on-nan stop read nothing per step: the loss waits on the device for read_losses
+    check = cfg.on_nan == "skip" or parts.precision_name == "fp16"
+    dist.synchronize(info.device)  # the clock starts when the device is idle ...
     epoch_start = time.time()
     parts.net.train()
     for step_in_epoch in bar:
@@ -256,33 +307,52 @@ def train_epoch(life: lifecycle.Run, parts: Parts, train_set: Images, state: dic
         if smaller is not None:
             x = resize_batch(x, smaller)
         loss, stepped = train_step(parts.net, x, y, cfg, info, parts.precision_name, parts.optimizer, parts.scaler,
-                                   parts.buffers)
+                                   parts.buffers, check)
         if not stepped and cfg.on_nan == "stop":
             stop_if_diverged(state["step"], parts.precision_name, parts.scaler, life.dir)
         state["skipped"] += not stepped
         if parts.ema is not None:
             parts.ema.update(parts.model)
-        if math.isfinite(loss):  # the epoch's mean train loss; checkpointed, so a resume averages every step
-            state["loss_sum"] += loss
-            state["loss_count"] += 1
+        parts.tally.add(loss, state["step"])
         state["step"] += 1
-        done_here = step_in_epoch + 1 - first
-        if not cfg.quiet and info.is_main and done_here % 5 == 0:
-            rate = done_here * cfg.batch_size / max(1e-9, time.time() - epoch_start)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+        if state["step"] % HOST_READ_EVERY == 0:
+            last_loss = read_losses(life, parts, state)
+            if not cfg.quiet and info.is_main:
+                rate = (step_in_epoch + 1 - first) * cfg.batch_size / max(1e-9, time.time() - epoch_start)
+                bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
         if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] % steps_per_epoch:
             save(life, parts, state, meta)
     bar.close()
+    read_losses(life, parts, state)
+    dist.synchronize(info.device)  # ... and stops when its queued steps are done
     state["train_time"] += time.time() - epoch_start
     return epoch
 
 
+def read_losses(life: lifecycle.Run, parts: Parts, state: dict) -> float:
+    """Hand the device's loss tally to the state (the epoch's mean train loss, checkpointed, so a resume averages every
+    step) and stop on a non-finite loss (--on-nan stop, fp32/bf16) before anything saves or evaluates it: a loss
+    that turned non-finite is found at the next read (at most HOST_READ_EVERY steps on, or the next checkpoint or
+    epoch end) and named by its step. One host sync; returns the last step's loss."""
+    total, count, first_bad, last = parts.tally.read()
+    state["loss_sum"] += total
+    state["loss_count"] += count
+    if first_bad is not None and life.cfg.on_nan == "stop" and parts.precision_name != "fp16":
+        raise diverged(first_bad, life.dir)
+    return last
+
+
+def diverged(step: int, run_dir: str) -> NonFiniteLoss:
+    return NonFiniteLoss(f"the training loss became non-finite at step {step}; the last good checkpoint "
+                         f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)", step)
+
+
 def stop_if_diverged(step: int, precision_name: str, scaler: torch.amp.GradScaler, run_dir: str) -> None:
-    """--on-nan stop: a non-finite loss stops at once, except in fp16, where skipping overflowing steps is the
-    GradScaler's job; there only a scale driven below MIN_LOSS_SCALE (every step failing) stops the run."""
+    """--on-nan stop where the step read its loss: a non-finite loss stops at once, except in fp16, where skipping
+    overflowing steps is the GradScaler's job; there only a scale driven below MIN_LOSS_SCALE (every step failing)
+    stops the run."""
     if precision_name != "fp16":
-        raise UserError(f"the training loss became non-finite at step {step}; the last good checkpoint "
-                        f"in {run_dir}/checkpoints is intact (lower --lr, or pass --on-nan skip)")
+        raise diverged(step, run_dir)
     if scaler.get_scale() < MIN_LOSS_SCALE:
         raise UserError(f"the training loss stayed non-finite in fp16 until step {step} (the GradScaler's scale fell "
                         f"to {scaler.get_scale():.3g}); the last good checkpoint in {run_dir}/checkpoints is intact "
@@ -309,6 +379,7 @@ def end_epoch(life: lifecycle.Run, eval_model: nn.Module, test_set: Images, augm
 
 
 def save(life: lifecycle.Run, parts: Parts, state: dict, meta: dict) -> None:
+    read_losses(life, parts, state)  # a non-finite loss stops here, before the checkpoint
     lifecycle.save(life, {key: value for key, value in state.items() if key != "order"}, parts.checkpointed(),
                    extra={"order": state["order"], "meta": meta})
 

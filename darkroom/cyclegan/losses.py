@@ -157,12 +157,24 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
                opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
                device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
                skip_non_finite: bool = False) -> tuple[dict[str, float], dict]:
-    """One CycleGAN iteration on real_a (B, Ca, H, W) and real_b (B, Cb, H, W) in [-1, 1].
+    """One CycleGAN iteration (train_step_on_device) with every loss term read as a float (one device sync) and the
+    images of this step (for sample grids); a skipped step's losses hold "skipped": 1.0."""
+    values, skipped, images = train_step_on_device(nets, real_a, real_b, opt_g, opt_d, pool_a, pool_b, weights, device,
+                                                   precision_name, scaler, skip_non_finite)
+    losses = dict(zip(LOSS_TERMS, values.tolist()))
+    return ({**losses, "skipped": 1.0} if skipped else losses), images
+
+
+def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
+                         opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
+                         device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
+                         skip_non_finite: bool = False) -> tuple[torch.Tensor, bool, dict]:
+    """One CycleGAN iteration on real_a (B, Ca, H, W) and real_b (B, Cb, H, W) in [-1, 1], nothing read on the host
+    (outside --on-nan skip and fp16's GradScaler): (the LOSS_TERMS values (9,) on the device, skipped, images).
 
     Generators first (with both discriminators frozen), then d_a and d_b on pooled fakes, as the reference.
-    Returns every loss term as a float and the images of this step (for sample grids).
     skip_non_finite (--on-nan skip; fp16's GradScaler skips overflows by itself): when a loss is non-finite on any
-    rank, neither optimizer steps and both pools are left as they were; the losses then hold "skipped": 1.0.
+    rank (a host decision, one sync), neither optimizer steps and both pools are left as they were; skipped is True.
     The G step waits for the D losses then (D's forward does not read G's parameters: the fakes are detached).
     """
     use_identity = weights.identity > 0
@@ -212,15 +224,15 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
             opt_g.zero_grad(set_to_none=True)
             pool_a.restore(pools_before[0])
             pool_b.restore(pools_before[1])
-            return {**_numbers(terms), "skipped": 1.0}, images
+            return _stacked(terms), True, images
         scaler.step(opt_g)
     scaler.scale(terms["d_a"] + terms["d_b"]).backward()
     scaler.step(opt_d)
     scaler.update()
-    return _numbers(terms), images
+    return _stacked(terms), False, images
 
 
-def _numbers(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Every term of LOSS_TERMS as a float (0.0 for the identity terms when they are off), one device sync."""
+def _stacked(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Every term of LOSS_TERMS (0.0 for the identity terms when they are off), (9,) float32 on the device."""
     zero = terms["g"].new_zeros(())
-    return dict(zip(LOSS_TERMS, torch.stack([terms.get(name, zero).detach() for name in LOSS_TERMS]).tolist()))
+    return torch.stack([terms.get(name, zero).detach().float() for name in LOSS_TERMS])

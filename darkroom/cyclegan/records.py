@@ -1,6 +1,7 @@
 """What a CycleGAN run writes besides its checkpoints: the --log-every window's averages, held-out cycle errors and
 real/fake/reconstructed grids. The window's sums live in the run's state, so they are checkpointed: a line averaged
-across a kill and --resume equals the uninterrupted run's.
+across a kill and --resume equals the uninterrupted run's. Between host reads the loss sums wait on the device
+(DeviceSums), so the steps between make no host sync.
 """
 from __future__ import annotations
 
@@ -25,16 +26,60 @@ def new_window() -> dict:
     return {"sums": {}, "counts": {}, "steps": 0, "seconds": 0.0}
 
 
-def count_step(state: dict, losses: dict[str, float], lr: float, seconds: float) -> None:
-    """Add one iteration to the window; a step skipped by --on-nan skip adds its LR only, and is counted."""
-    window, skipped = state["window"], bool(losses.get("skipped"))
+def count_step(state: dict, skipped: bool, lr: float, seconds: float) -> None:
+    """Add one iteration's host numbers to the window (its losses go through DeviceSums); a step skipped by
+    --on-nan skip is counted."""
+    window = state["window"]
     state["skipped"] += skipped
-    values = {"lr": lr} if skipped else {**{name: losses[name] for name in LOSS_TERMS}, "lr": lr}
-    for name, value in values.items():
-        window["sums"][name] = window["sums"].get(name, 0.0) + value
-        window["counts"][name] = window["counts"].get(name, 0) + 1
+    window["sums"]["lr"] = window["sums"].get("lr", 0.0) + lr
+    window["counts"]["lr"] = window["counts"].get("lr", 0) + 1
     window["steps"] += 1
     window["seconds"] += seconds
+
+
+class DeviceSums:
+    """The loss terms of the iterations since the last host read, summed on the device, and the first iteration whose
+    terms were not all finite (with its terms). add() queues a few ops; flush() (one sync, and a minimum over ranks)
+    moves the sums into the window's plain numbers. Every rank flushes at the same iterations."""
+
+    NONE = 2 ** 62  # no non-finite iteration yet
+
+    def __init__(self, device: torch.device) -> None:
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sums = torch.zeros(len(LOSS_TERMS), dtype=self.dtype, device=device)
+        self.last = torch.full((len(LOSS_TERMS),), float("nan"), dtype=self.dtype, device=device)
+        self.bad = torch.zeros(len(LOSS_TERMS), dtype=self.dtype, device=device)
+        self.first_bad = torch.full((1,), self.NONE, dtype=torch.int64, device=device)
+        self.steps = 0  # iterations summed (skipped ones are not)
+
+    def add(self, values: torch.Tensor, step: int, watch: bool) -> None:
+        """values: an unskipped iteration's LOSS_TERMS (9,); watch: note it when they are not all finite."""
+        values = values.to(self.dtype)
+        self.sums += values
+        self.last = values
+        self.steps += 1
+        if watch:
+            now = (self.first_bad == self.NONE) & ~torch.isfinite(values).all()  # (1,)
+            self.first_bad = torch.where(now, step, self.first_bad)
+            self.bad = torch.where(now, values, self.bad)
+
+    def flush(self, window: dict) -> tuple[int | None, dict[str, float] | None, dict[str, float]]:
+        """Add the sums to `window`; returns (first non-finite iteration on any rank or None, this rank's terms there
+        (None when another rank's came first), the last iteration's terms)."""
+        first_bad = dist.all_reduce_min(self.first_bad.clone())
+        n = len(LOSS_TERMS)
+        flat = torch.cat([self.sums, self.bad, self.last, first_bad.to(self.dtype), self.first_bad.to(self.dtype)])
+        flat = flat.tolist()
+        if self.steps:
+            for name, value in zip(LOSS_TERMS, flat[:n]):
+                window["sums"][name] = window["sums"].get(name, 0.0) + value
+                window["counts"][name] = window["counts"].get(name, 0) + self.steps
+        bad_step, mine = int(flat[3 * n]), int(flat[3 * n + 1])
+        self.sums.zero_()
+        self.steps = 0
+        found = bad_step < self.NONE
+        return (bad_step if found else None, dict(zip(LOSS_TERMS, flat[n:2 * n])) if found and mine == bad_step else None,
+                dict(zip(LOSS_TERMS, flat[2 * n:3 * n])))
 
 
 def log_window(folder: runs.RunFolder | None, info: dist.DistInfo, state: dict, spe: int, batch_size: int,

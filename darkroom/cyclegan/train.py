@@ -7,7 +7,6 @@ The run's life (folder, resume, checkpoint, report) is darkroom.lifecycle's; thi
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -19,12 +18,14 @@ from tqdm import tqdm
 from darkroom import dist, launch, lifecycle, precision
 from darkroom.cyclegan import data as data_io
 from darkroom.cyclegan.config import RESUME_MAY_CHANGE, CycleGANConfig, check_config
-from darkroom.cyclegan.losses import LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights, train_step
+from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,  # noqa: F401
+                                      train_step, train_step_on_device)  # train_step: the module's API
 from darkroom.cyclegan.nets import build_generator, build_nets  # noqa: F401 (build_generator: the module's API)
 from darkroom.cyclegan.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
-from darkroom.cyclegan.records import count_step, draw_grid, log_window, new_window, record_validation, to_input
+from darkroom.cyclegan.records import (DeviceSums, count_step, draw_grid, log_window, new_window, record_validation,
+                                       to_input)
 from darkroom.data.loaders import make_loader
-from darkroom.errors import UserError
+from darkroom.errors import NonFiniteLoss, UserError
 from darkroom.schedule import linear_decay_factor
 
 CONFIG = CycleGANConfig
@@ -82,6 +83,7 @@ class Parts:
     opt_d: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     pools: tuple[ImagePool, ImagePool]
+    sums: DeviceSums  # the losses on the device between host reads
 
     def checkpointed(self) -> dict:
         return {**self.nets, "opt_g": self.opt_g, "opt_d": self.opt_d, "scaler": self.scaler}
@@ -105,7 +107,8 @@ def build_parts(cfg: CycleGANConfig, info: dist.DistInfo, data: Data, precision_
                  opt_d=torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=cfg.lr, betas=betas),
                  scaler=precision.make_scaler(precision_name, info.device),
                  pools=(ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),  # one pair per rank
-                        ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2)))
+                        ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2)),
+                 sums=DeviceSums(info.device))
 
 
 def schedule_of(cfg: CycleGANConfig, steps_per_epoch: int) -> Schedule:
@@ -144,7 +147,7 @@ def run(cfg: CycleGANConfig) -> dict:
     try:
         train(life, parts, data, state, schedule, meta, precision_name)
     except UserError as error:  # a non-finite loss or an undecodable image: say so in status.json, keep the checkpoint
-        lifecycle.fail(life, error, step=state["step"])
+        lifecycle.fail(life, error, step=error.step if isinstance(error, NonFiniteLoss) else state["step"])
         raise
     return finish(life, parts, data, state, schedule.total, meta)
 
@@ -171,16 +174,21 @@ def train(life: lifecycle.Run, parts: Parts, data: Data, state: dict, schedule: 
                 group["lr"] = lr
             real_a = to_input(batch_a, info.device, cfg.channels_last)
             real_b = to_input(batch_b, info.device, cfg.channels_last)
-            losses, _ = train_step(step_nets, real_a, real_b, parts.opt_g, parts.opt_d, parts.pools[0], parts.pools[1],
-                                   weights, info.device, precision_name, parts.scaler, skip_non_finite)
-            if not losses.get("skipped") and precision_name != "fp16" and not all(map(math.isfinite, losses.values())):
-                raise non_finite(losses, state, life)  # before anything non-finite is checkpointed
+            values, skipped, _ = train_step_on_device(step_nets, real_a, real_b, parts.opt_g, parts.opt_d,
+                                                      parts.pools[0], parts.pools[1], weights, info.device,
+                                                      precision_name, parts.scaler, skip_non_finite)
+            if not skipped:  # fp16's non-finite steps are the GradScaler's to skip; any other stops the run
+                parts.sums.add(values, state["step"], watch=precision_name != "fp16")
             state["step"] += 1
+            reads = reads_at(cfg, state["step"], schedule.steps_per_epoch)
+            if reads:
+                dist.synchronize(info.device)  # the clock covers the queued steps
             state["train_time"] += time.time() - tick
-            count_step(state, losses, lr, time.time() - mark)
+            count_step(state, skipped, lr, time.time() - mark)
             mark = time.time()
             bar.update(1)
-            bar.set_postfix_str(format_losses(losses), refresh=False)
+            if reads:
+                bar.set_postfix_str(format_losses(read_losses(life, parts, state)), refresh=False)
             after_step(life, parts, data, state, meta)
             if state["step"] >= schedule.end:
                 break
@@ -191,11 +199,28 @@ def new_state() -> dict:
     return {"step": 0, "log_lines": 0, "train_time": 0.0, "skipped": 0, "window": new_window()}
 
 
-def non_finite(losses: dict[str, float], state: dict, life: lifecycle.Run) -> UserError:
+def reads_at(cfg: CycleGANConfig, step: int, steps_per_epoch: int) -> bool:
+    """Whether the losses are read on the host after iteration `step` (1-based): at each metrics line, grid, epoch end
+    and checkpoint, the same iterations on every rank; the iterations between make no host sync."""
+    return bool((cfg.log_every and step % cfg.log_every == 0) or (cfg.sample_every and step % cfg.sample_every == 0)
+                or step % steps_per_epoch == 0 or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0))
+
+
+def read_losses(life: lifecycle.Run, parts: Parts, state: dict) -> dict[str, float]:
+    """Move the device's loss sums into the window and stop on a non-finite loss before anything logs, draws or saves
+    it (found at the next read, named by its iteration); returns the last iteration's losses. One host sync."""
+    bad_step, bad, last = parts.sums.flush(state["window"])
+    if bad_step is not None:
+        raise non_finite(bad, bad_step, life)
+    return last
+
+
+def non_finite(losses: dict[str, float] | None, step: int, life: lifecycle.Run) -> NonFiniteLoss:
     """--on-nan stop: one sentence; the weights in memory are not saved, so the last checkpoint is the last good one."""
     kept = (f"the last checkpoint in {life.dir}/checkpoints is intact (lower --lr)" if life.checkpoint_path.exists()
             else "no checkpoint had been written yet (lower --lr, or pass --on-nan skip)")
-    return UserError(f"a loss became non-finite at iteration {state['step']} ({format_losses(losses)}); {kept}")
+    where = format_losses(losses) if losses is not None else "on another rank"
+    return NonFiniteLoss(f"a loss became non-finite at iteration {step} ({where}); {kept}", step)
 
 
 def after_step(life: lifecycle.Run, parts: Parts, data: Data, state: dict, meta: dict) -> None:
@@ -239,6 +264,7 @@ def stop_on_bad_images(bad: list[str], life: lifecycle.Run, parts: Parts, state:
 def finish(life: lifecycle.Run, parts: Parts, data: Data, state: dict, total_steps: int, meta: dict) -> dict:
     """The last (partial) window's line, final validation numbers, checkpoint, grid and status; the summary."""
     cfg, info, folder, spe = life.cfg, life.info, life.folder, data.steps_per_epoch
+    read_losses(life, parts, state)  # (a no-op when the last iteration read them)
     unsaved = state["window"]["steps"] > 0 or state.get("validation", {}).get("step") != state["step"]
     if state["window"]["steps"]:
         log_window(folder, info, state, spe, cfg.batch_size, skipped_images(data), cfg.on_nan == "skip")
@@ -269,6 +295,7 @@ def format_losses(losses: dict[str, float]) -> str:
 
 def save(life: lifecycle.Run, parts: Parts, state: dict, meta: dict) -> None:
     """Collective under DDP: each rank's pools (and RNG states) go into the checkpoint."""
+    read_losses(life, parts, state)  # a non-finite loss stops here, before the checkpoint
     lifecycle.save(life, state, parts.checkpointed(), extra={"meta": meta},
                    per_rank={"pools": [pool.state_dict() for pool in parts.pools]})
 

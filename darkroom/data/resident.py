@@ -38,22 +38,28 @@ class Augment:
 
     def draw(self, global_index: torch.Tensor, epoch: int, generator: torch.Generator,
              flip_bits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(crop offsets (2, B), flips (B,)) for the global batch `global_index`, drawn the same on every rank;
+        """(crop offsets (2, B), flips (B,)) for the global batch `global_index`, drawn the same on every rank, on the
+        generator's device (no host draw, no copy: the training loop makes no host sync here);
         flip_bits: the set's fixed per-image bits (alternating_flip_bits), used when alternating_flip is on."""
         b = global_index.shape[0]
         crop_offsets = torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator, device=generator.device)
         flips = torch.rand(b, generator=generator, device=generator.device) < 0.5
-        if self.alternating_flip:
-            flips = (flip_bits.to(global_index.device)[global_index] ^ bool(epoch % 2)).to(flips.device)
+        if self.alternating_flip:  # flip_bits live where the set does (alternating_flip_bits(n, device))
+            flips = _on(_on(flip_bits, global_index.device)[global_index] ^ bool(epoch % 2), flips.device)
         return crop_offsets, flips
 
     def apply(self, x: torch.Tensor, crop_offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """Crop and flip x (b, C, H, W) float, a rank's share of the batch, by its share of `draw`'s figures."""
         if self.pad > 0:
-            x = _crop_at(x, self.pad, crop_offsets.to(x.device))
+            x = _crop_at(x, self.pad, _on(crop_offsets, x.device))
         if self.flip:
-            x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(3), x)
+            x = torch.where(_on(flips, x.device)[:, None, None, None], x.flip(3), x)
         return x
+
+
+def _on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`, copied only when it lives elsewhere (in the trainers it never does)."""
+    return tensor if tensor.device == device else tensor.to(device)
 
 
 def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -65,15 +71,17 @@ def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.contiguous(memory_format=memory_format)
 
 
-def alternating_flip_bits(n: int) -> torch.Tensor:
-    """Each image's fixed flip bit of airbench's alternating flip (seeded, so every rank and resume agree)."""
-    return torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
+def alternating_flip_bits(n: int, device: torch.device | None = None) -> torch.Tensor:
+    """Each image's fixed flip bit of airbench's alternating flip (seeded on the CPU, so every rank, device and resume
+    agree), (n,) bool on `device`: drawn and copied once, not at every step."""
+    bits = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
+    return bits if device is None else bits.to(device)
 
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Reflection-pad by `pad`, then crop each image at its own random offset. x: (B, C, H, W) float."""
     offsets = torch.randint(0, 2 * pad + 1, (2, x.shape[0]), generator=generator, device=generator.device)
-    return _crop_at(x, pad, offsets.to(x.device))
+    return _crop_at(x, pad, _on(offsets, x.device))
 
 
 class ResidentImages:
@@ -115,7 +123,7 @@ class ResidentImages:
         """Batch `step` of the epoch whose permutation is `order`; augmentation drawn for the global batch."""
         global_index = order[step * self.batch_size:(step + 1) * self.batch_size]
         if augment.alternating_flip and self.flip_bits is None:
-            self.flip_bits = alternating_flip_bits(len(self))
+            self.flip_bits = alternating_flip_bits(len(self), self.device)
         crop_offsets, flips = augment.draw(global_index, epoch, generator, self.flip_bits)
         mine = self._rank_slice(global_index)
         x = self.images[global_index[mine]].float()

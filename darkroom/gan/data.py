@@ -58,7 +58,9 @@ class MemoryBatches:
         self.images = images.to(device)
         self.source, self.size, self.flip, self.device = source, size, flip, device
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)  # CPU: identical draws on every device
+        # order, crops and flips drawn on the device: no host draw and no copy per batch (a resume across device
+        # types is refused, so a run's draws never change device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.order: torch.Tensor | None = None
         self.position = 0
         self.skipped = skipped
@@ -73,20 +75,21 @@ class MemoryBatches:
     def next_batch(self) -> torch.Tensor:
         """This rank's slice of the next global batch: float (B / world, C, size, size) in [-1, 1]."""
         n, b = len(self), self.batch_size
+        device = self.generator.device
         if self.order is None or self.position + b > n:
-            self.order, self.position = torch.randperm(n, generator=self.generator), 0
+            self.order, self.position = torch.randperm(n, generator=self.generator, device=device), 0
         index = self.order[self.position:self.position + b]  # (B,)
         self.position += b
         load = self.images.shape[-1]
-        offsets = torch.randint(0, load - self.size + 1, (2, b), generator=self.generator)
-        flips = torch.rand(b, generator=self.generator) < 0.5
+        offsets = torch.randint(0, load - self.size + 1, (2, b), generator=self.generator, device=device)
+        flips = torch.rand(b, generator=self.generator, device=device) < 0.5
         per_rank = b // self.world_size
         mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-        x = self.images[index[mine].to(self.device)]  # (b, C, L, L) uint8
+        x = self.images[index[mine]]  # (b, C, L, L) uint8
         if load > self.size:
-            x = _crop(x, offsets[:, mine].to(self.device), self.size)
+            x = _crop(x, offsets[:, mine], self.size)
         if self.flip:
-            x = torch.where(flips[mine].to(self.device)[:, None, None, None], x.flip(-1), x)
+            x = torch.where(flips[mine][:, None, None, None], x.flip(-1), x)
         return to_unit_range(x)
 
     def state_dict(self) -> dict:
@@ -94,7 +97,8 @@ class MemoryBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self.order, self.position = state["order"], state["position"]
+        order = state["order"]  # a checkpoint loads onto the CPU
+        self.order, self.position = None if order is None else order.to(self.device), state["position"]
 
 
 def _crop(x: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:

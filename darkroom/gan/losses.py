@@ -86,7 +86,8 @@ def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
 
 def interpolates(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """x_hat = a x + (1 - a) G(z) with one a ~ U[0, 1] per sample (WGAN-GP alg. 1); real, fake (B, ...), alpha (B,)."""
-    alpha = alpha.to(real.device, real.dtype).view((real.shape[0],) + (1,) * (real.dim() - 1))
+    alpha = (alpha if alpha.device == real.device else alpha.to(real.device)).to(real.dtype)  # the trainer's: on the device
+    alpha = alpha.view((real.shape[0],) + (1,) * (real.dim() - 1))
     return (alpha * real.detach() + (1 - alpha) * fake.detach()).contiguous(memory_format=_memory_format(real))
 
 

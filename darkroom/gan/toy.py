@@ -52,15 +52,22 @@ class ToyBatches:
         self.name = toy_name(spec)
         self.source = spec
         self.batch_size, self.rank, self.world_size, self.device = batch_size, rank, world_size, device
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=device).manual_seed(seed)  # drawn on the device: no copy per step
+        centers, self.std = modes.TOYS[self.name]()
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.centers = torch.from_numpy(centers).to(device, self.dtype)  # (modes, 2)
 
     def __len__(self) -> int:
         return 0  # unbounded
 
     def next_batch(self) -> torch.Tensor:
-        points = sample(self.name, self.batch_size, self.generator)  # (B, 2), the global batch
-        per_rank = self.batch_size // self.world_size
-        return points[self.rank * per_rank:(self.rank + 1) * per_rank].to(self.device)
+        """This rank's slice of the global batch (B, 2): modes.sample_toy's draws, made on the device."""
+        b, device = self.batch_size, self.generator.device
+        mode = torch.randint(len(self.centers), (b,), generator=self.generator, device=device)
+        noise = torch.randn(b, 2, generator=self.generator, dtype=self.dtype, device=device)
+        points = (self.centers[mode] + self.std * noise).float()
+        per_rank = b // self.world_size
+        return points[self.rank * per_rank:(self.rank + 1) * per_rank]
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

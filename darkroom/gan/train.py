@@ -115,7 +115,8 @@ def build_loop(cfg: GanConfig, settings: Resolved, info: dist.DistInfo, precisio
                 opt_d=build_optimizer(settings.optimizer, D.parameters(), settings.lr, settings.betas),
                 scaler_g=precision.make_scaler(precision_name, info.device),
                 scaler_d=precision.make_scaler(precision_name, info.device),
-                noise=torch.Generator().manual_seed(cfg.seed + 1),  # z and GP weights, global batch on every rank
+                # z and GP weights, global batch on every rank, drawn on the device: no copy per step
+                noise=torch.Generator(device=info.device).manual_seed(cfg.seed + 1),
                 batches=batches, memory_format=memory_format)
     return loop, meta
 
@@ -168,10 +169,11 @@ class Loop:
                 "scaler_g": self.scaler_g, "scaler_d": self.scaler_d, "noise": self.noise, "batches": self.batches}
 
     def draw(self, shape: tuple[int, ...], uniform: bool = False) -> torch.Tensor:
-        """This rank's slice of a global draw (global batch first), so any rank count gives the same run."""
-        values = (torch.rand if uniform else torch.randn)(shape, generator=self.noise)
+        """This rank's slice of a global draw (global batch first), so any rank count gives the same run; drawn on
+        the device from the run's device generator (its state is checkpointed)."""
+        values = (torch.rand if uniform else torch.randn)(shape, generator=self.noise, device=self.noise.device)
         per_rank = shape[0] // self.info.world_size
-        return values[self.info.rank * per_rank:(self.info.rank + 1) * per_rank].to(self.info.device)
+        return values[self.info.rank * per_rank:(self.info.rank + 1) * per_rank]
 
     def critic_step(self) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -233,6 +235,8 @@ def train(life: lifecycle.Run, loop: Loop, state: dict, fixed_z: torch.Tensor, m
         accumulate(state, loop.generator_step())
         state["iteration"] += 1
         state["critic_iterations"] += steps
+        if state["iteration"] % cfg.log_every == 0 or state["iteration"] == cfg.iterations:
+            dist.synchronize(info.device)  # the log's it/s covers the queued iterations (the others make no sync)
         elapsed = time.time() - started
         state["train_time"] += elapsed
         state["interval"]["count"] += 1
