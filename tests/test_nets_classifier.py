@@ -62,3 +62,16 @@ def test_whitening_stem_decorrelates_patches():
     out = stem(images).detach()[:, :4].permute(1, 0, 2, 3).reshape(4, -1)
     covariance = torch.cov(out)
     assert torch.allclose(covariance, torch.eye(4), atol=0.05)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fastnet_whitening_stem_has_one_channel_per_patch_eigenvector_and_sign(channels):
+    """2 * C * 2 * 2 channels (8 for grey images, airbench's 24 for colour): all distinct after whiten_init_."""
+    model = CLASSIFIERS["fastnet"](channels, 10)
+    stem = model[0]
+    assert isinstance(stem, nn.Conv2d) and stem.kernel_size == (2, 2)
+    assert stem.out_channels == 2 * channels * 4 and model[2][0].in_channels == stem.out_channels
+    whiten_init_(stem, torch.randn(16, channels, 8, 8, generator=torch.Generator().manual_seed(0)))
+    filters = stem.weight.detach().flatten(1)
+    assert torch.linalg.matrix_rank(filters[:channels * 4].double()) == channels * 4  # no repeated filter
+    assert torch.equal(filters[channels * 4:], -filters[:channels * 4])

@@ -116,13 +116,17 @@ def conv_group(ni: int, nf: int) -> nn.Sequential:
 
 
 def fastnet(widths: tuple[int, ...] = (64, 256, 256), num_classes: int = 10, in_channels: int = 3,
-            whiten_width: int = 24, scale: float = 1 / 9) -> nn.Sequential:
+            whiten_width: int | None = None, scale: float = 1 / 9) -> nn.Sequential:
     """airbench94-style net: 2x2 whitening conv stem, conv-pool-BN-GELU groups, global max-pool head.
 
     `whiten_init_` sets the stem from the data's patch statistics; 3x3 convs start as identity (dirac);
-    logits are scaled by `scale` as airbench does (a temperature at initialisation).
+    logits are scaled by `scale` as airbench does (a temperature at initialisation). The stem has 2 * whiten_width
+    channels, by default one per eigenvector of the C*2*2 patch covariance and its negative (airbench's 24 for
+    C = 3, 8 for grey images): more would only repeat them.
     """
-    stem = nn.Conv2d(in_channels, 2 * whiten_width, 2, padding=0, bias=True)
+    kernel = 2
+    whiten_width = in_channels * kernel * kernel if whiten_width is None else whiten_width
+    stem = nn.Conv2d(in_channels, 2 * whiten_width, kernel, padding=0, bias=True)
     layers: list[nn.Module] = [stem, nn.GELU()]
     ni = 2 * whiten_width
     for nf in widths:
