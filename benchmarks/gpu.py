@@ -4,7 +4,8 @@
     python3 -m benchmarks.gpu --smoke   # the same code paths on CPU at tiny sizes (< 60 s), run by the tests
 Run `make bench-gpu-prepare` on a networked machine first: it fills .data/ (Fashion-MNIST) and .whl/ (airbench and
 any pure-Python package darkroom imports that the box may lack). One JSON per comparison goes to $OUT or
-benchmarks/results/; the last thing printed is the table.
+benchmarks/results/; the last thing printed is the table. Under $OUT the whole log (tracebacks, C++ and CUDA
+messages included) also goes to $OUT/bench-gpu.log.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class OutOfTime(BaseException):
 
 def _alarm(signum, frame) -> None:
     raise OutOfTime(f"interrupted after {HARD_STOP_SECONDS} s to keep the command under 8 minutes")
+LOG_NAME = "bench-gpu.log"  # in $OUT
+LOGGED = "DARKROOM_BENCH_GPU_LOGGED"  # set in the child whose output the parent copies into the log
 FULL_BUDGETS = {"correctness": 45, "classifier": 240, "gan": 50, "cyclegan": 80}
 SMOKE_BUDGETS = {"correctness": 20, "classifier": 25, "gan": 10, "cyclegan": 10}
 
@@ -99,12 +102,37 @@ def find_data_root(smoke: bool) -> str | None:
     raise SystemExit(f"{DATA}/fashion-mnist/ holds no Fashion-MNIST files: run `make bench-gpu-prepare` first")
 
 
+# ---------------------------------------------------------------------------------------------- the log
+def tee(command: list[str], log: Path, env: dict) -> int:
+    """Run `command` with its stdout and stderr (one stream, so their order is kept) copied line by line to this
+    process's stdout and to `log`; returns its exit status. Output written below Python (CUDA, NCCL, a segfault
+    report) reaches the log too, and every line is flushed as it comes, so a crash loses none."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as file:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        for line in iter(child.stdout.readline, b""):
+            for stream in (sys.stdout.buffer, file):
+                stream.write(line)
+                stream.flush()
+        return child.wait()
+
+
+def logged(argv: list[str]) -> int | None:
+    """Under $OUT: run this script again as a child and keep its whole output in $OUT/bench-gpu.log (returns the
+    child's exit status); None in that child, or where $OUT is unset."""
+    out = os.environ.get("OUT")
+    if not out or os.environ.get(LOGGED):
+        return None
+    env = {**os.environ, LOGGED: "1", "PYTHONUNBUFFERED": "1"}
+    return tee([sys.executable, "-m", "benchmarks.gpu", *argv], Path(out) / LOG_NAME, env)
+
+
 # ---------------------------------------------------------------------------------------------- sections
 def guarded(ctx: Context, name: str, budget: float, function) -> None:
     """Run one section; a failure is recorded in its JSON and the next section still runs."""
     if ctx.left() < min(budget, 30) and not ctx.smoke:
         print(f"== {name}: skipped, {ctx.left():.0f} s left of the command's budget", flush=True)
-        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), {"smoke": ctx.smoke}, {"error": "skipped: out of time"},
+        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), _settings(ctx), {"error": "skipped: out of time"},
                                                rows=[_failed_row(name, "skipped: out of time")], device=ctx.device))
         return
     print(f"== {name} (budget {budget:.0f} s, {ctx.left():.0f} s left)", flush=True)
@@ -114,11 +142,17 @@ def guarded(ctx: Context, name: str, budget: float, function) -> None:
     except (Exception, OutOfTime) as error:  # noqa: BLE001 - a failing section must not stop the others
         message = f"{type(error).__name__}: {error}"
         traceback.print_exc()
-        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), {"smoke": ctx.smoke}, {"error": message},
+        ctx.written.append(common.write_result(ctx.name(f"gpu_{name}"), _settings(ctx), {"error": message},
                                                rows=[_failed_row(name, message)], device=ctx.device))
     finally:
         _free_memory(ctx.device)
     print(f"== {name}: {time.monotonic() - started:.1f} s", flush=True)
+
+
+def _settings(ctx: Context) -> dict:
+    from benchmarks.gpu_sections import with_maths  # imports darkroom and torch: not at the script's start
+
+    return with_maths({"smoke": ctx.smoke})
 
 
 def _failed_row(name: str, message: str) -> dict:
@@ -141,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=tuple(FULL_BUDGETS), help="run only these sections")
     parser.add_argument("--runs", type=int, default=5, help="training runs per side for time to 94%%")
     args = parser.parse_args(argv)
+    code = logged(sys.argv[1:] if argv is None else list(argv))
+    if code is not None:
+        return code
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-gpu-") as scratch:
         note = install_wheels(Path(scratch) / "site")

@@ -1,13 +1,17 @@
 """The sections of `make bench-gpu` (benchmarks/gpu.py runs them in order, each guarded and budgeted).
 
-correctness: bf16/fp16 training steps finite, logits near fp32; classifier: time to 94% vs airbench94;
-gan: WGAN-GP 64x64 iterations/s bf16+channels_last vs fp32; cyclegan: 256x256 batch 1 and 8, same sides.
-Each takes (ctx, budget) and returns the path of the JSON it wrote. Under ctx.smoke: CPU, tiny sizes.
+correctness: bf16/fp16 training steps finite and mostly taken, logits near fp32; classifier: time to 94% vs
+airbench94; gan: WGAN-GP 64x64 iterations/s bf16+channels_last vs fp32; cyclegan: 256x256 batch 1 and 8,
+bf16+channels_last and bf16 in the default format vs fp32.
+Each takes (ctx, budget) and returns the path of the JSON it wrote; every JSON's settings carry float32_maths()
+(an "fp32" side runs TF32 where those allow it). Under ctx.smoke: CPU, tiny sizes.
 """
 from __future__ import annotations
 
 import copy
 import math
+import traceback
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +21,29 @@ from darkroom import dist, precision
 from darkroom.config import build
 
 TARGET_ACCURACY = 0.94
+MIN_TAKEN = 0.5  # fp16 checks: at least this share of optimizer steps not skipped by the GradScaler
+
+
+def float32_maths() -> dict:
+    """How torch runs float32 maths now: with TF32 allowed, "fp32" matmuls (cuBLAS) and convolutions (cuDNN) round
+    their inputs to 10 mantissa bits on Ampere and later GPUs, so an fp32 baseline is not IEEE fp32."""
+    import torch.backends.cuda
+    import torch.backends.cudnn
+
+    with warnings.catch_warnings():  # newer torch prefers fp32_precision and may warn on the allow_tf32 flags
+        warnings.simplefilter("ignore")
+        maths = {"cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                 "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+                 "float32_matmul_precision": torch.get_float32_matmul_precision()}
+        for name, backend in (("cuda_matmul", torch.backends.cuda.matmul), ("cudnn", torch.backends.cudnn)):
+            precision_value = getattr(backend, "fp32_precision", None)  # torch >= 2.9
+            if precision_value is not None:
+                maths[f"{name}_fp32_precision"] = str(precision_value)
+    return maths
+
+
+def with_maths(settings: dict) -> dict:
+    return {**settings, "float32_maths": float32_maths()}
 
 
 # ---------------------------------------------------------------------------------------------- builders
@@ -87,10 +114,6 @@ class CycleGANSide:
         return losses
 
 
-def _finite(stats: list[dict]) -> bool:
-    return all(math.isfinite(float(value)) for stat in stats for value in stat.values())
-
-
 def params_finite(*modules) -> bool:
     return all(bool(torch.isfinite(p).all()) for module in modules for p in module.parameters())
 
@@ -105,8 +128,8 @@ def correctness(ctx, budget: common.Budget) -> Path:
                                 None, "", "fp32 reference",
                                 note="; ".join(f"{c['name']} failed ({c.get('value')})" for c in checks if not c["passed"]))
     row["met"] = passed == len(checks)
-    return common.write_result(ctx.name("gpu_correctness"), {"smoke": ctx.smoke}, {"checks": checks, "passed": passed,
-                               "total": len(checks)}, rows=[row], device=ctx.device)
+    return common.write_result(ctx.name("gpu_correctness"), with_maths({"smoke": ctx.smoke, "min_taken": MIN_TAKEN}),
+                               {"checks": checks, "passed": passed, "total": len(checks)}, rows=[row], device=ctx.device)
 
 
 def classifier_checks(ctx) -> list[dict]:
@@ -142,26 +165,33 @@ def classifier_checks(ctx) -> list[dict]:
         trained = copy.deepcopy(model).train()
         optimizer = classifier.build_optimizer(cfg, trained)
         scaler = precision.make_scaler(name, device)
-        losses = [classifier.train_step(trained, x, y, cfg, info, name, optimizer, scaler)[0] for _ in range(steps)]
-        ok = all(math.isfinite(loss) for loss in losses) and params_finite(trained)
-        checks.append({"name": f"classifier {name} training steps finite", "passed": ok, "value": losses})
+        results = [classifier.train_step(trained, x, y, cfg, info, name, optimizer, scaler) for _ in range(steps)]
+        losses = [float(loss) for loss, _ in results]
+        taken = sum(stepped for _, stepped in results) / len(results)
+        ok = all(math.isfinite(loss) for loss in losses) and params_finite(trained) and taken >= MIN_TAKEN
+        checks.append({"name": f"classifier {name} training steps finite", "passed": ok, "value": losses,
+                       "taken_fraction": taken})
     return checks
 
 
 def gan_checks(ctx) -> list[dict]:
     """fp16's dynamic loss scale starts at 2**16, where the penalty's scaled gradients overflow: those first critic
-    steps are skipped and the scale backs off (as GradScaler intends). The check: parameters stay finite and the
-    last iteration's statistics are finite; the earlier non-finite ones are counted."""
+    steps are skipped and the scale backs off (as GradScaler intends). The check, over a fixed number of iterations:
+    parameters stay finite, the last iteration's steps are taken with finite statistics, and at least MIN_TAKEN of
+    all steps were taken (a run whose every step the GradScaler skipped has finite weights too: they never moved)."""
     checks = []
     for name in ("bf16", "fp16"):
         loop, _ = gan_loop(ctx, precision=name, batch_size=4 if ctx.smoke else 16, sample=0.002 if ctx.smoke else 0.05)
-        iterations = [gan_iteration(loop)]
-        while len(iterations) < 6 and (len(iterations) < 2 or not _finite(iterations[-1])):
-            iterations.append(gan_iteration(loop))
+        iterations = [gan_iteration(loop) for _ in range(8)]
+        steps = [stat for stats in iterations for stat in stats]
+        skipped = sum("skipped" in stat for stat in steps)
         last = {key: float(value) for stat in iterations[-1] for key, value in stat.items()}
         earlier = sum(not math.isfinite(float(value)) for stats in iterations[:-1] for stat in stats for value in stat.values())
-        ok = all(math.isfinite(value) for value in last.values()) and params_finite(loop.G, loop.D)
-        checks.append({"name": f"WGAN-GP {name} critic+generator steps finite", "passed": ok, "value": last,
+        taken = 1 - skipped / len(steps)
+        ok = (all(math.isfinite(value) for value in last.values()) and "skipped" not in last
+              and params_finite(loop.G, loop.D) and taken >= MIN_TAKEN)
+        checks.append({"name": f"WGAN-GP {name} critic+generator steps finite and taken", "passed": ok, "value": last,
+                       "steps": len(steps), "skipped_steps": skipped, "taken_fraction": taken,
                        "nonfinite_stats_before_last_iteration": earlier,
                        "loss_scale": loop.scaler_d.get_scale() if loop.scaler_d.is_enabled() else None})
     return checks
@@ -200,7 +230,7 @@ def classifier_time_to_94(ctx, budget: common.Budget, runs: int) -> Path:
         print(f"  darkroom seed {seed}: acc {result['test_acc']:.4f}, train {result['train_time']:.2f} s", flush=True)
         return {"seed": seed, "test_acc": result["test_acc"], "train_time": result["train_time"], "wall_s": wall.seconds}
 
-    sides = {"darkroom": darkroom_run}
+    sides = {"darkroom": guarded_run("darkroom", darkroom_run)}
     airbench_note = ""
     if ctx.smoke:
         airbench_note = f"not run in --smoke (needs CUDA); {gpu_airbench.check_format_on_cpu(ctx.work, train, test)}"
@@ -212,7 +242,7 @@ def classifier_time_to_94(ctx, budget: common.Budget, runs: int) -> Path:
                 result = bench.run()
                 print(f"  airbench94: acc {result['test_acc']:.4f}, train {result['train_time']:.2f} s", flush=True)
                 return result
-            sides["airbench94"] = airbench_run
+            sides["airbench94"] = guarded_run("airbench94", airbench_run)
         except Exception as error:  # noqa: BLE001 - darkroom's side still runs
             airbench_note = f"airbench94 failed to start: {type(error).__name__}: {error}"
     alternation_start = common.Budget(0)
@@ -220,11 +250,12 @@ def classifier_time_to_94(ctx, budget: common.Budget, runs: int) -> Path:
     def keep_going() -> bool:  # another round fits when the budget holds 1.2 rounds at the pace so far
         return budget.left() > 1.2 * alternation_start.spent() / max(1, counter["darkroom"])
     results = common.alternate(sides, 1 if ctx.smoke else runs, keep_going=keep_going)
-    figures = {name: {"runs": runs_, "test_acc": common.summary([r["test_acc"] for r in runs_]),
-                      "train_time_s": common.summary([r["train_time"] for r in runs_])}
-               for name, runs_ in results.items()}
+    figures = {name: run_figures(runs_) for name, runs_ in results.items()}
     ours = figures["darkroom"]
     theirs = figures.get("airbench94")
+    if theirs is not None and not theirs["test_acc"]["n"]:
+        airbench_note = "; ".join(filter(None, [airbench_note, f"every airbench94 run failed: {theirs['failures'][0]}"]))
+        theirs = None
     rows = [_time_row(ours, theirs, airbench_note, ctx.device)]
     settings = {"smoke": ctx.smoke, "darkroom": {k: v for k, v in values.items() if v is not None},
                 "airbench": "airbench94 train94() at its defaults (9.9 epochs, batch 1024, TTA level 2), unmodified",
@@ -232,19 +263,43 @@ def classifier_time_to_94(ctx, budget: common.Budget, runs: int) -> Path:
                 "runs_requested": runs, "order": "alternating runs (A B, B A, ...) in one process",
                 "timing": "training only: excludes the copy to the device, darkroom's warm-up run and airbench's "
                           "warmup94(), per-epoch evaluation; airbench's own total_time_seconds minus its final TTA pass"}
-    return common.write_result(ctx.name("gpu_classifier_time_to_94"), settings, figures, rows=rows,
+    return common.write_result(ctx.name("gpu_classifier_time_to_94"), with_maths(settings), figures, rows=rows,
                                notes=airbench_note, device=ctx.device)
+
+
+def guarded_run(name: str, run):
+    """`run` made safe to alternate: a run that raises is recorded as {"failed": "<error>"} (traceback in the log) and
+    the section goes on with the other runs (the command's time limit, a BaseException, still stops it)."""
+    def guarded() -> dict:
+        try:
+            return run()
+        except Exception as error:  # noqa: BLE001 - one failing run must not drop the finished ones
+            traceback.print_exc()
+            print(f"  {name}: run FAILED: {type(error).__name__}: {error}", flush=True)
+            return {"failed": f"{type(error).__name__}: {error}"[:300]}
+    return guarded
+
+
+def run_figures(runs: list[dict]) -> dict:
+    """Accuracy and time over a side's finished runs; failed runs are counted and their errors kept."""
+    finished = [run for run in runs if "failed" not in run]
+    return {"runs": runs, "test_acc": common.summary([run["test_acc"] for run in finished]),
+            "train_time_s": common.summary([run["train_time"] for run in finished]),
+            "failed_runs": len(runs) - len(finished), "failures": [run["failed"] for run in runs if "failed" in run]}
 
 
 def _time_row(ours: dict, theirs: dict | None, note: str, device: str) -> dict:
     """Mean training time at the fixed budget, as time to 94% when the mean accuracy reaches it."""
     ours_time, our_acc = ours["train_time_s"]["mean"], ours["test_acc"]["mean"]
     notes = [note] if note else []
-    notes.append(f"darkroom mean acc {our_acc:.4f} (min {ours['test_acc']['min']:.4f}, n={ours['test_acc']['n']})")
+    if ours["test_acc"]["n"]:
+        notes.append(f"darkroom mean acc {our_acc:.4f} (min {ours['test_acc']['min']:.4f}, n={ours['test_acc']['n']})")
     their_time = their_acc = None
     if theirs:
         their_time, their_acc = theirs["train_time_s"]["mean"], theirs["test_acc"]["mean"]
         notes.append(f"airbench94 mean acc {their_acc:.4f} (n={theirs['test_acc']['n']})")
+    notes += [f"{side}: {figures['failed_runs']} run(s) failed ({figures['failures'][0]})"
+              for side, figures in (("darkroom", ours), ("airbench94", theirs)) if figures and figures["failed_runs"]]
     row = common.comparison_row(f"time to 94% Fashion-MNIST ({device})", ours_time, their_time, "s", "airbench94 (unmodified)",
                                 target=1.0, higher_is_better=False, note="; ".join(notes),
                                 ratio_bound="<=" if their_acc is not None and their_acc < TARGET_ACCURACY else "")
@@ -303,32 +358,37 @@ def gan_throughput(ctx, budget: common.Budget) -> Path:
                 "warmup_iterations": warmup, "timed_iterations_per_block": steps, "rounds": rounds,
                 "sample": sample, "timing": "synchronised wall clock over whole generator iterations (critic steps "
                 "included), batches drawn from resident Fashion-MNIST (a 20% sample, upscaled to 64 px)"}
-    return common.write_result(ctx.name("gpu_gan_throughput"), settings, {**figures, "ratio": row["ratio"]},
+    return common.write_result(ctx.name("gpu_gan_throughput"), with_maths(settings), {**figures, "ratio": row["ratio"]},
                                rows=[row], device=ctx.device)
 
 
 def cyclegan_throughput(ctx, budget: common.Budget) -> Path:
-    """gpu-256 nets at 256x256, batch 1 and 8: bf16+channels_last vs fp32 default format, iterations/s, peak memory."""
+    """gpu-256 nets at 256x256, batch 1 and 8: the preset (bf16+channels_last) and bf16 in the default format (instance
+    norm converts channels_last activations at every layer), each vs fp32 default format; iterations/s, peak memory."""
     figures, rows = {}, []
     batch_sizes = (1, 2) if ctx.smoke else (1, 8)
     for batch in batch_sizes:
         ours = {"precision": "fp32"} if ctx.smoke else {}  # CPU bf16 is emulated and slow; correctness covers it
         sides = {"darkroom": CycleGANSide(ctx, batch, **ours),
+                 "default_format": CycleGANSide(ctx, batch, **ours, channels_last=False),
                  "fp32": CycleGANSide(ctx, batch, precision="fp32", channels_last=False)}
         steps, warmup, rounds = (1, 1, 2) if ctx.smoke else ((10, 3, 2) if batch == 1 else (6, 2, 2))
         result = throughput_pair(ctx, budget, sides, lambda side: side(), warmup, steps, rounds, 1)
         figures[f"batch_{batch}"] = result
         size = sides["darkroom"].cfg.crop_size
-        rows.append(common.comparison_row(
-            f"CycleGAN {size}x{size} batch {batch}: it/s, {sides['darkroom'].precision}+channels_last vs fp32 ({ctx.device})",
-            result["darkroom"]["it_per_s"]["mean"], result["fp32"]["it_per_s"]["mean"], "it/s",
-            "darkroom's step in fp32, default memory format",
-            note=f"peak memory {result['darkroom']['peak_gib']:.2f} vs {result['fp32']['peak_gib']:.2f} GiB"))
+        for side, layout in (("darkroom", "+channels_last"), ("default_format", " default format")):
+            rows.append(common.comparison_row(
+                f"CycleGAN {size}x{size} batch {batch}: it/s, {sides[side].precision}{layout} vs fp32 ({ctx.device})",
+                result[side]["it_per_s"]["mean"], result["fp32"]["it_per_s"]["mean"], "it/s",
+                "darkroom's step in fp32, default memory format",
+                note=f"peak memory {result[side]['peak_gib']:.2f} vs {result['fp32']['peak_gib']:.2f} GiB"))
         del sides
         if ctx.device == "cuda":
             torch.cuda.empty_cache()
     settings = {"smoke": ctx.smoke, "preset": "gpu-256", "generator": "resnet_9blocks", "batch_sizes": list(batch_sizes),
+                "sides": {"darkroom": "the preset: bf16 autocast, channels_last", "default_format": "bf16 autocast, "
+                          "default (NCHW) memory format", "fp32": "fp32, default memory format"},
                 "data": "fixed random images resident on the device (data loading excluded)",
-                "memory": "peak allocated during a side's timed block; both sides' weights are resident"}
-    return common.write_result(ctx.name("gpu_cyclegan_throughput"), settings, {**figures, "ratio": rows[0]["ratio"]},
-                               rows=rows, device=ctx.device)
+                "memory": "peak allocated during a side's timed block; every side's weights are resident"}
+    return common.write_result(ctx.name("gpu_cyclegan_throughput"), with_maths(settings),
+                               {**figures, "ratio": rows[0]["ratio"]}, rows=rows, device=ctx.device)

@@ -134,6 +134,63 @@ def test_gpu_sections_are_guarded(tmp_path, monkeypatch):
     errors = [json.loads(path.read_text())["figures"]["error"] for path in ctx.written]
     assert errors == ["OutOfTime: interrupted", "ZeroDivisionError: division by zero"]
     assert all(json.loads(path.read_text())["rows"][0]["note"].startswith("FAILED") for path in ctx.written)
+    assert all("cudnn_allow_tf32" in json.loads(path.read_text())["settings"]["float32_maths"] for path in ctx.written)
+
+
+def test_float32_maths_records_the_tf32_switches():
+    from benchmarks import gpu_sections
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = False, True
+        maths, matmul_precision = gpu_sections.float32_maths(), torch.get_float32_matmul_precision()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    assert maths["cudnn_allow_tf32"] is False and maths["cuda_matmul_allow_tf32"] is True
+    assert maths["float32_matmul_precision"] == matmul_precision == "high"  # allow_tf32 on cuBLAS is precision "high"
+    assert gpu_sections.with_maths({"smoke": True}) == {"smoke": True, "float32_maths": gpu_sections.float32_maths()}
+
+
+def test_a_failing_airbench_run_keeps_the_finished_runs(capsys):
+    from benchmarks import gpu_sections
+
+    calls = {"n": 0}
+
+    def airbench_run():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("cuDNN error")
+        return {"test_acc": 0.95, "train_time": 2.5}
+    sides = {"darkroom": gpu_sections.guarded_run("darkroom", lambda: {"test_acc": 0.94, "train_time": 2.0}),
+             "airbench94": gpu_sections.guarded_run("airbench94", airbench_run)}
+    figures = {name: gpu_sections.run_figures(runs) for name, runs in common.alternate(sides, 3).items()}
+    assert figures["darkroom"]["test_acc"]["n"] == 3 and figures["darkroom"]["failed_runs"] == 0
+    assert figures["airbench94"]["test_acc"]["n"] == 2 and figures["airbench94"]["failures"] == ["RuntimeError: cuDNN error"]
+    row = gpu_sections._time_row(figures["darkroom"], figures["airbench94"], "", "cuda")
+    assert row["ratio"] == pytest.approx(0.8) and "airbench94: 1 run(s) failed (RuntimeError: cuDNN error)" in row["note"]
+    assert "run FAILED: RuntimeError: cuDNN error" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
+                    and not os.environ.get("DARKROOM_DATA"), reason="Fashion-MNIST not installed")
+def test_gan_correctness_fails_when_the_grad_scaler_skips_every_step(tmp_path, monkeypatch):
+    from benchmarks import gpu_sections
+    from darkroom.gan import train as gan_train
+
+    monkeypatch.setattr(gan_train.Loop, "_step", lambda self, objective, optimizer, scaler, inputs, stats:
+                        {"skipped": torch.ones(())})  # every overflow skipped: the weights never move, all finite
+    ctx = gpu.Context(smoke=True, device="cpu", data_root=None, work=tmp_path)
+    checks = {check["name"].split()[1]: check for check in gpu_sections.gan_checks(ctx)}
+    assert checks["fp16"]["passed"] is False and checks["fp16"]["taken_fraction"] == 0.0
+    assert checks["fp16"]["skipped_steps"] == checks["fp16"]["steps"] == 8 * 3  # 8 iterations of 2 critic steps + G
+
+
+def test_tee_copies_stdout_and_stderr_to_the_log_in_order(tmp_path, capfd):
+    child = "import sys; print('one', flush=True); print('two', file=sys.stderr, flush=True); sys.exit(3)"
+    code = gpu.tee([sys.executable, "-c", child], tmp_path / "out" / gpu.LOG_NAME, dict(os.environ))
+    assert code == 3
+    assert (tmp_path / "out" / gpu.LOG_NAME).read_text() == "one\ntwo\n"
+    assert capfd.readouterr().out == "one\ntwo\n"
 
 
 def test_wheels_install_offline_into_a_target(tmp_path, monkeypatch):
@@ -170,8 +227,10 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     correctness = records["gpu_correctness-smoke.json"]["figures"]
     assert correctness["passed"] == correctness["total"] >= 6, correctness["checks"]
     assert records["gpu_gan_throughput-smoke.json"]["ratio"] > 0
-    assert len(records["gpu_cyclegan_throughput-smoke.json"]["rows"]) == 2
+    assert len(records["gpu_cyclegan_throughput-smoke.json"]["rows"]) == 4  # 2 batch sizes x (channels_last, default)
+    assert all("cudnn_allow_tf32" in record["settings"]["float32_maths"] for record in records.values())
     assert result.stdout.rindex("comparison") > result.stdout.rindex("s in all")  # the table is printed last
+    assert (tmp_path / gpu.LOG_NAME).read_text() == result.stdout  # the whole log, in $OUT
 
 
 @pytest.mark.slow
