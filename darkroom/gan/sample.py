@@ -84,7 +84,7 @@ def sample_grid(run_dir: str | os.PathLike, n: int = 64, out: str | os.PathLike 
     if meta["kind"] == "toy":
         from darkroom.gan import toy as gan_toy
 
-        return gan_toy.save_scatter(images, meta["data"], Path(out))
+        return gan_toy.save_scatter(gan_toy.to_data_units(images, meta), meta["data"], Path(out))
     return save_grid(images, Path(out), nrow=math.ceil(math.sqrt(n)), scale=max(1, 64 // meta["size"]))
 
 

@@ -1,5 +1,13 @@
-"""2-D toy data for the GAN trainer (`--data toy:ring8`, `toy:grid25`): WGAN-GP's toy experiments
-(arXiv:1704.00028 sec. 5.1) with the MLP nets of darkroom.nets.toy; samples drawn as a scatter plot."""
+"""2-D toy data for the GAN trainer (`--data toy:ring8`, `toy:grid25`): PacGAN's mixtures (fjxmlzn/PacGAN: 8 modes
+on the unit circle with std 0.01, 25 on the grid -4..4 with std 0.05) with the MLP nets of darkroom.nets.toy;
+samples drawn as a scatter plot.
+
+The nets work in normalised units: the points are divided by the mixture's extent (its largest centre
+coordinate: 1 for the ring, 4 for the grid) so that every toy lies in [-1, 1], as WGAN-GP's own toy code scales
+its grid. Samples are multiplied back before they are counted or drawn (`to_data_units`), so the metrics are
+those of the published protocol. Measured on the grid (2 cores, WGAN-GP preset, seed 0): in data units the
+generator reached 0.08 high quality after 20,000 iterations; normalised, 0.91 after 10,000.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +20,7 @@ from darkroom.metrics import modes
 from darkroom.nets.toy import mlp_critic, mlp_generator
 
 TOY_SETS = {"ring8": "ring", "grid25": "grid"}  # --data toy:NAME -> darkroom.metrics.modes toy name
-HIDDEN = 256  # WGAN-GP's toy nets used 512; 256 trains the same modes in half the time on a CPU
+HIDDEN = 128  # WGAN-GP's toy nets used 512; 128 captures all 25 grid modes at 4x the steps per second on a CPU
 
 
 def is_toy(spec: str) -> bool:
@@ -26,6 +34,17 @@ def toy_name(spec: str) -> str:
     return TOY_SETS[name]
 
 
+def extent(spec: str) -> float:
+    """The largest centre coordinate of toy `spec`'s mixture: data units per normalised unit."""
+    centers, _ = modes.TOYS[toy_name(spec)]()
+    return float(abs(centers).max())
+
+
+def to_data_units(points: torch.Tensor, meta: dict) -> torch.Tensor:
+    """Generator outputs (n, 2) in the units the mixture is defined in (runs saved before normalisation: scale 1)."""
+    return points * meta.get("scale", 1.0)
+
+
 def build_nets(nz: int, hidden: int = HIDDEN) -> tuple[nn.Module, nn.Module]:
     return mlp_generator(nz=nz, hidden=hidden), mlp_critic(hidden=hidden)
 
@@ -36,7 +55,7 @@ def sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def coverage(points: torch.Tensor, spec: str) -> dict[str, float]:
-    """VEEGAN's toy counts for generated points (n, 2): modes captured, high-quality fraction, KL to uniform."""
+    """PacGAN's toy counts for generated points (n, 2) in data units: modes captured, high-quality fraction, KL."""
     centers, std = modes.TOYS[toy_name(spec)]()
     return modes.toy_mode_coverage(points, centers, std)
 
@@ -53,7 +72,10 @@ class ToyBatches:
         self.source = spec
         self.batch_size, self.rank, self.world_size, self.device = batch_size, rank, world_size, device
         self.generator = torch.Generator(device=device).manual_seed(seed)  # drawn on the device: no copy per step
-        centers, self.std = modes.TOYS[self.name]()
+        centers, std = modes.TOYS[self.name]()
+        scale = extent(spec)
+        self.std = std / scale  # normalised units (see the module's docstring)
+        centers = centers / scale
         self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         self.centers = torch.from_numpy(centers).to(device, self.dtype)  # (modes, 2)
 
@@ -61,7 +83,7 @@ class ToyBatches:
         return 0  # unbounded
 
     def next_batch(self) -> torch.Tensor:
-        """This rank's slice of the global batch (B, 2): modes.sample_toy's draws, made on the device."""
+        """This rank's slice of the global batch (B, 2): modes.sample_toy's draws in normalised units, on the device."""
         b, device = self.batch_size, self.generator.device
         mode = torch.randint(len(self.centers), (b,), generator=self.generator, device=device)
         noise = torch.randn(b, 2, generator=self.generator, dtype=self.dtype, device=device)

@@ -41,7 +41,8 @@ def build_nets(cfg: GanConfig, settings: Resolved, channels: int) -> tuple[nn.Mo
     """(G, D, meta): meta holds what gan_sample needs to rebuild G without the data."""
     if gan_toy.is_toy(cfg.data):
         G, D = gan_toy.build_nets(cfg.nz)
-        return G, D, {"kind": "toy", "nz": cfg.nz, "hidden": gan_toy.HIDDEN, "data": cfg.data}
+        return G, D, {"kind": "toy", "nz": cfg.nz, "hidden": gan_toy.HIDDEN, "data": cfg.data,
+                      "scale": gan_toy.extent(cfg.data)}
     spec = settings.spec
     G = dcgan.build_generator(spec, cfg.image_size, channels)
     D = dcgan.build_critic(spec, cfg.image_size, channels)
@@ -249,7 +250,7 @@ def train(life: lifecycle.Run, loop: Loop, state: dict, fixed_z: torch.Tensor, m
         if info.is_main and (state["iteration"] % cfg.sample_every == 0 or last):
             write_samples(loop.G, fixed_z, folder, state["iteration"], meta, info.device)
             if meta["kind"] == "toy":  # the toy's mode counts are cheap: log them beside the losses
-                counts = gan_toy.coverage(render(loop.G, fixed_z, info.device), cfg.data)
+                counts = gan_toy.coverage(gan_toy.to_data_units(render(loop.G, fixed_z, info.device), meta), cfg.data)
                 folder.log({"iteration": state["iteration"], **counts})
                 result.update(counts)
         state["result"] = result
@@ -322,7 +323,7 @@ def write_samples(G: nn.Module, fixed_z: torch.Tensor, folder, iteration: int, m
     images = render(G, fixed_z, device)
     path = folder.samples_dir / f"iter_{iteration:06d}.png"
     if meta["kind"] == "toy":
-        gan_toy.save_scatter(images, meta["data"], path)
+        gan_toy.save_scatter(gan_toy.to_data_units(images, meta), meta["data"], path)
     else:
         save_grid(images, path, nrow=int(math.ceil(math.sqrt(len(images)))), scale=max(1, 64 // meta["size"]))
 
