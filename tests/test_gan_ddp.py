@@ -49,3 +49,28 @@ def test_trainer_runs_under_torchrun(tmp_path):
          "--quiet", "--out", str(tmp_path / "run")], tmp_path)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_trainer_options_under_torchrun(tmp_path):
+    # spectral norm's power iterations and the EMA on each rank, DiffAugment and the penalty's weights drawn for the
+    # global batch (each rank its rows), packs of 2 within each rank's half; packs that cannot fit are refused
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+    for i in range(8):
+        Image.new("L", (16, 16), 30 * i).save(images / f"{i}.png")
+    args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "darkroom", "train", "gan",
+            "--data", str(images), "--image-size", "16", "--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4",
+            "--iterations", "2", "--n-critic", "2", "--warmup-critic", "off", "--log-every", "1", "--quiet",
+            "--spectral-norm", "--ema", "0.9", "--diffaugment", "color,translation,cutout"]
+    for loss in ("wgan-gp", "hinge"):
+        run(args + ["--loss", loss, "--packing", "2", "--out", str(tmp_path / loss)], tmp_path)
+        saved = torch.load(tmp_path / loss / "checkpoints" / "last.pt", weights_only=True)
+        assert saved["state"]["iteration"] == 2 and saved["generator_ema"] is not None
+        assert len(saved["ranks"]) == 2
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    refused = subprocess.run([sys.executable, *args, "--packing", "4", "--out", str(tmp_path / "refused")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode != 0
+    assert "--batch-size 4 must be divisible by --packing 4 times the 2 ranks (8)" in refused.stderr

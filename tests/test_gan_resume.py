@@ -38,7 +38,14 @@ def kill_after_first_checkpoint(args: list[str], run_dir: Path) -> None:
 
 @pytest.mark.slow
 @needs_fashion
-@pytest.mark.parametrize("loss, extra", [("wgan-gp", []), ("wgan", []), ("wgan-gp", ["--lr-decay", "linear"])])
+@pytest.mark.parametrize("loss, extra", [
+    ("wgan-gp", []), ("wgan", []), ("wgan-gp", ["--lr-decay", "linear"]),
+    # the EMA (ramped, BatchNorm generator: standing statistics at each checkpoint), DiffAugment's stream, spectral
+    # norm's power-iteration vectors, TTUR and packing (the penalty's weights per packed input)
+    ("hinge", ["--spectral-norm", "--lr-d", "3e-4", "--ema", "0.9", "--ema-rampup", "0.05", "--diffaugment",
+               "color,translation,cutout"]),
+    ("wgan-gp", ["--packing", "2", "--diffaugment", "translation,cutout", "--ema", "0.95"]),
+], ids=["wgan-gp", "wgan", "wgan-gp-decay", "hinge-sn-ema-diffaugment", "wgan-gp-packing-diffaugment-ema"])
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, loss, extra):
     args = ARGS + ["--loss", loss, "--iterations", "12", "--warmup-critic", "off", *extra]
     straight = run_cli(args + ["--out", str(tmp_path / "straight")], env=ENV)
@@ -53,9 +60,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, loss, extra):
 
     a, b = final_state(tmp_path / "straight"), final_state(killed)
     assert a["state"]["iteration"] == b["state"]["iteration"]
-    for net in ("generator", "critic"):
+    nets = ("generator", "critic", "generator_ema") if "--ema" in extra else ("generator", "critic")
+    for net in nets:
         for name, tensor in a[net].items():
             assert torch.equal(tensor, b[net][name]), f"{net}.{name} differs after resume"
+    assert ("augment" in a and a["augment"] is not None) == ("--diffaugment" in extra)
+    if "--diffaugment" in extra:
+        assert torch.equal(a["augment"], b["augment"])  # the same draws consumed
     for name, tensor in a["opt_d"]["state"][0].items():
         assert torch.equal(tensor, b["opt_d"]["state"][0][name])
     iterations = lambda run: [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731

@@ -171,25 +171,35 @@ def test_classifier_steps_make_no_host_sync(tmp_path, recorder, monkeypatch, fla
     assert not recorder.per_step(STEPS), report("classifier", recorder, STEPS)
 
 
+# the record-holder options together: spectral norm + TTUR + EMA (ramped; BatchNorm generator) + DiffAugment + packing,
+# with the hinge loss and with the penalty on packed, augmented inputs
+OPTIONS = ["--spectral-norm", "--lr-d", "4e-4", "--ema", "0.99", "--ema-rampup", "0.05", "--diffaugment",
+           "color,translation,cutout", "--packing", "2"]
+
+
 @needs_fashion
-@pytest.mark.parametrize("loss", ["wgan-gp", "wgan", "dcgan"])
-def test_gan_iterations_make_no_host_sync(tmp_path, recorder, monkeypatch, loss):
+@pytest.mark.parametrize("loss, extra", [("wgan-gp", []), ("wgan", []), ("dcgan", []), ("hinge", OPTIONS),
+                                         ("wgan-gp", OPTIONS)],
+                         ids=["wgan-gp", "wgan", "dcgan", "hinge-options", "wgan-gp-options"])
+def test_gan_iterations_make_no_host_sync(tmp_path, recorder, monkeypatch, loss, extra):
     count_steps(monkeypatch, recorder, gan_train.Loop, "generator_step")
     code = cli.main(["train", "gan", "--data", "fashion-mnist", "--sample", "0.002", "--image-size", "16",
                      "--load-size", "18", "--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-samples",
                      "4", "--iterations", str(STEPS), "--log-every", "100", "--sample-every", "100",
-                     "--checkpoint-every", "100", "--warmup-critic", "off", "--n-critic", "2", "--loss", loss,
+                     "--checkpoint-every", "100", "--warmup-critic", "off", "--n-critic", "2", "--loss", loss, *extra,
                      "--out", str(tmp_path / "run")])
     assert code == 0
     assert recorder.step == STEPS
     assert not recorder.per_step(STEPS), report(f"gan {loss}", recorder, STEPS)
 
 
-def test_gan_toy_iterations_make_no_host_sync(tmp_path, recorder, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["--packing", "4", "--spectral-norm", "--ema", "0.99"]],
+                         ids=["plain", "options"])
+def test_gan_toy_iterations_make_no_host_sync(tmp_path, recorder, monkeypatch, extra):
     count_steps(monkeypatch, recorder, gan_train.Loop, "generator_step")
     code = cli.main(["train", "gan", "--data", "toy:ring8", "--nz", "2", "--batch-size", "8", "--n-samples", "16",
                      "--iterations", str(STEPS), "--log-every", "100", "--sample-every", "100", "--checkpoint-every",
-                     "100", "--warmup-critic", "off", "--n-critic", "2", "--out", str(tmp_path / "run")])
+                     "100", "--warmup-critic", "off", "--n-critic", "2", *extra, "--out", str(tmp_path / "run")])
     assert code == 0
     assert not recorder.per_step(STEPS), report("gan toy", recorder, STEPS)
 

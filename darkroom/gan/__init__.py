@@ -1,4 +1,4 @@
-"""The GAN task: train (darkroom.gan.train: WGAN, WGAN-GP, DCGAN on DCGAN nets and the 2-D toys), sample.
+"""The GAN task: train (darkroom.gan.train: WGAN, WGAN-GP, DCGAN, hinge on DCGAN nets and the 2-D toys), sample.
 
 Public entry points (benchmarks and other layers use these names only):"""
 from darkroom.gan.config import LOSS_DEFAULTS, GanConfig, Resolved, resolve

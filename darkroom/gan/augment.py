@@ -78,8 +78,10 @@ def draw_augment(policy: str, batch: int, height: int, width: int, generator: to
         cy = torch.randint(0, height + 1 - size_h % 2, (batch,), generator=generator, device=device)
         cx = torch.randint(0, width + 1 - size_w % 2, (batch,), generator=generator, device=device)
         draws["cutout_top_left"] = torch.stack([cy - size_h // 2, cx - size_w // 2], 1)
-        size = torch.tensor([size_h, size_w], device=device)
-        draws["cutout_size"] = size[None, :] * applied().long()[:, None]
+        # (B, 2), filled on the device: no host copy per step
+        size = torch.stack([torch.full((batch,), size_h, device=device), torch.full((batch,), size_w, device=device)],
+                           1)
+        draws["cutout_size"] = size * applied().long()[:, None]
     return AugmentDraws(names, **draws)
 
 

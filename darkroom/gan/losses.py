@@ -17,8 +17,8 @@ from torch import nn
 
 from darkroom import precision
 
-LOSSES = ("wgan", "wgan-gp", "dcgan")  # the trainer's choices; critic_objective also takes "hinge" (HINGE)
-HINGE = "hinge"  # not in LOSSES yet: gan/config.py's LOSS_DEFAULTS needs its optimiser row first
+HINGE = "hinge"
+LOSSES = ("wgan", "wgan-gp", "dcgan", HINGE)  # the trainer's choices (gan/config.py: one LOSS_DEFAULTS row each)
 WARMUP_CRITIC_STEPS = 100  # WGAN paper code: 100 critic steps early on and every 500th generator iteration
 
 

@@ -22,8 +22,11 @@ def _device(device: str | torch.device) -> torch.device:
     return pick_device(device) if isinstance(device, str) else device
 
 
-def load_generator(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The run's generator in eval mode on `device`, and the checkpoint's meta (nz, size, channels, kind, data)."""
+def load_generator(run_dir: str | os.PathLike, device: str | torch.device = "cpu",
+                   ema: bool = True) -> tuple[nn.Module, dict]:
+    """The run's generator in eval mode on `device`, and the checkpoint's meta (nz, size, channels, kind, data) with
+    "weights": "ema" when the run kept an average of the generator's weights (--ema; its BatchNorm statistics taken
+    for those weights at the checkpoint) and `ema` asks for it, else "live" (the trained weights themselves)."""
     path = Path(run_dir) / "checkpoints" / "last.pt"
     if not Path(run_dir).is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
@@ -38,8 +41,9 @@ def load_generator(run_dir: str | os.PathLike, device: str | torch.device = "cpu
     else:
         spec = dcgan.DCGANSpec(**meta["spec"])
         G = dcgan.build_generator(spec, meta["size"], meta["channels"])
-    G.load_state_dict(saved["generator"])
-    return G.to(_device(device)).eval(), meta
+    averaged = saved.get("generator_ema") if ema else None
+    G.load_state_dict(saved["generator"] if averaged is None else averaged)
+    return G.to(_device(device)).eval(), {**meta, "weights": "live" if averaged is None else "ema"}
 
 
 def truncated_noise(n: int, nz: int, truncate: float | None, generator: torch.Generator) -> torch.Tensor:
@@ -66,20 +70,22 @@ def render(G: nn.Module, z: torch.Tensor, device: str | torch.device = "cpu", ba
 
 
 def generate(run_dir: str | os.PathLike, n: int, seed: int = 0, device: str | torch.device = "cpu",
-             truncate: float | None = None) -> torch.Tensor:
-    """n samples of the run's generator as uint8 (n, C, H, W) (what darkroom eval gan scores)."""
-    G, meta = load_generator(run_dir, device)
+             truncate: float | None = None, ema: bool = True) -> torch.Tensor:
+    """n samples of the run's generator (its EMA when it kept one and `ema`) as uint8 (n, C, H, W) (what darkroom
+    eval gan scores)."""
+    G, meta = load_generator(run_dir, device, ema)
     if meta["kind"] == "toy":
         raise UserError(f"{run_dir} is a toy run: its samples are points, not images")
     return to_uint8(render(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device))
 
 
 def sample_grid(run_dir: str | os.PathLike, n: int = 64, out: str | os.PathLike = "grid.png", seed: int = 0,
-                truncate: float | None = None, device: str | torch.device = "cpu") -> Path:
-    """Write n samples as a square-ish grid PNG at `out` (a scatter plot for toy runs); returns the path."""
+                truncate: float | None = None, device: str | torch.device = "cpu", ema: bool = True) -> Path:
+    """Write n samples (of the EMA when the run kept one and `ema`) as a square-ish grid PNG at `out` (a scatter
+    plot for toy runs); returns the path."""
     if n < 1:
         raise UserError(f"--n must be at least 1, not {n}")
-    G, meta = load_generator(run_dir, device)
+    G, meta = load_generator(run_dir, device, ema)
     images = render(G, truncated_noise(n, meta["nz"], truncate, torch.Generator().manual_seed(seed)), device)
     if meta["kind"] == "toy":
         from darkroom.gan import toy as gan_toy

@@ -17,6 +17,7 @@ from torch import nn
 
 from darkroom.errors import UserError
 from darkroom.metrics import modes
+from darkroom.nets.dcgan import spectral_norm_
 from darkroom.nets.toy import mlp_critic, mlp_generator
 
 TOY_SETS = {"ring8": "ring", "grid25": "grid"}  # --data toy:NAME -> darkroom.metrics.modes toy name
@@ -45,8 +46,11 @@ def to_data_units(points: torch.Tensor, meta: dict) -> torch.Tensor:
     return points * meta.get("scale", 1.0)
 
 
-def build_nets(nz: int, hidden: int = HIDDEN) -> tuple[nn.Module, nn.Module]:
-    return mlp_generator(nz=nz, hidden=hidden), mlp_critic(hidden=hidden)
+def build_nets(nz: int, hidden: int = HIDDEN, packing: int = 1,
+               spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(G, D): the MLPs; the critic takes PacGAN inputs of `packing` points and may be spectrally normalised."""
+    critic = mlp_critic(hidden=hidden, packing=packing)
+    return mlp_generator(nz=nz, hidden=hidden), spectral_norm_(critic) if spectral_norm else critic
 
 
 def sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""darkroom train gan: WGAN (arXiv:1701.07875), WGAN-GP (arXiv:1704.00028) and DCGAN on DCGAN nets, one loop.
+"""darkroom train gan: WGAN (arXiv:1701.07875), WGAN-GP (arXiv:1704.00028), DCGAN and hinge (SNGAN) on DCGAN nets, one
+loop; options: spectral norm, TTUR, a generator EMA, DiffAugment and PacGAN packing.
 
     darkroom train gan --preset fashion-mnist-cpu
     darkroom train gan --data path/to/images --image-size 64 --loss wgan-gp
@@ -22,13 +23,15 @@ from darkroom import dist, lifecycle, precision
 from darkroom.errors import UserError
 from darkroom.gan import data as gan_data
 from darkroom.gan import toy as gan_toy
-from darkroom.gan.config import RESUME_MAY_CHANGE, GanConfig, Resolved, resolve
+from darkroom.gan.augment import apply_augment, draw_augment, pack
+from darkroom.gan.config import RESUME_MAY_CHANGE, GanConfig, Resolved, check_packing, resolve
 from darkroom.gan.losses import clip_weights_, critic_objective, critic_steps, generator_objective
 from darkroom.gan.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
 from darkroom.nets import dcgan
-from darkroom.optim import set_lr_momentum
+from darkroom.optim import GeneratorEMA, ema_decay, set_lr_momentum, standing_batchnorm_stats_
 
 CONFIG = GanConfig
+STANDING_BATCHES = 16  # batches of noise (of --batch-size) over which an EMA generator's BatchNorm statistics are taken
 
 
 def build_optimizer(name: str, parameters, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
@@ -40,7 +43,7 @@ def build_optimizer(name: str, parameters, lr: float, betas: tuple[float, float]
 def build_nets(cfg: GanConfig, settings: Resolved, channels: int) -> tuple[nn.Module, nn.Module, dict]:
     """(G, D, meta): meta holds what gan_sample needs to rebuild G without the data."""
     if gan_toy.is_toy(cfg.data):
-        G, D = gan_toy.build_nets(cfg.nz)
+        G, D = gan_toy.build_nets(cfg.nz, packing=cfg.packing, spectral_norm=cfg.spectral_norm)
         return G, D, {"kind": "toy", "nz": cfg.nz, "hidden": gan_toy.HIDDEN, "data": cfg.data,
                       "scale": gan_toy.extent(cfg.data)}
     spec = settings.spec
@@ -72,6 +75,7 @@ def run(cfg: GanConfig) -> dict:
     settings = resolve(cfg)
     info, precision_name = lifecycle.setup_runtime(cfg.device, cfg.seed, cfg.deterministic, cfg.batch_size,
                                                            cfg.precision)
+    check_packing(cfg, info.world_size)
     life = lifecycle.open_run("gan", cfg, info, RESUME_MAY_CHANGE)
     cfg = life.cfg
     batches = build_batches(cfg, info)
@@ -89,7 +93,8 @@ def run(cfg: GanConfig) -> dict:
     loop.wrap(info.distributed, cfg.compile)
     life.say(f"training {cfg.loss} on {batches.source} ({len(batches)} images, {batches.kind}) for "
              f"{cfg.iterations} generator iterations, batch {cfg.batch_size} on {info.world_size} x "
-             f"{info.device.type}, {precision_name}, {settings.optimizer} lr {settings.lr:g}")
+             f"{info.device.type}, {precision_name}, {settings.optimizer} lr {settings.lr:g}"
+             + (f" (critic {settings.lr_d:g})" if settings.lr_d != settings.lr else ""))
     try:
         result = train(life, loop, state, fixed_z, meta)
     except UserError as error:  # a NaN stop or a bad streamed image: say so in status.json, keep the checkpoint
@@ -113,12 +118,15 @@ def build_loop(cfg: GanConfig, settings: Resolved, info: dist.DistInfo, precisio
     G, D = G.to(info.device, memory_format=memory_format), D.to(info.device, memory_format=memory_format)
     loop = Loop(cfg=cfg, settings=settings, info=info, precision_name=precision_name, G=G, D=D, g_net=G, d_net=D,
                 opt_g=build_optimizer(settings.optimizer, G.parameters(), settings.lr, settings.betas),
-                opt_d=build_optimizer(settings.optimizer, D.parameters(), settings.lr, settings.betas),
+                opt_d=build_optimizer(settings.optimizer, D.parameters(), settings.lr_d, settings.betas),
                 scaler_g=precision.make_scaler(precision_name, info.device),
                 scaler_d=precision.make_scaler(precision_name, info.device),
                 # z and GP weights, global batch on every rank, drawn on the device: no copy per step
                 noise=torch.Generator(device=info.device).manual_seed(cfg.seed + 1),
-                batches=batches, memory_format=memory_format)
+                batches=batches, memory_format=memory_format,
+                ema=GeneratorEMA(G, cfg.ema) if cfg.ema > 0 else None,  # a copy of G as it starts (StyleGAN2-ADA)
+                # DiffAugment's draws, global batch on every rank like the noise, from their own stream
+                augment=torch.Generator(device=info.device).manual_seed(cfg.seed + 3) if cfg.diffaugment else None)
     return loop, meta
 
 
@@ -154,6 +162,8 @@ class Loop:
     noise: torch.Generator
     batches: object
     memory_format: torch.memory_format
+    ema: GeneratorEMA | None = None  # the averaged generator that samples are drawn from (--ema)
+    augment: torch.Generator | None = None  # DiffAugment's draws (--diffaugment)
 
     def wrap(self, distributed: bool, compile_nets: bool) -> None:
         """g_net and d_net: DDP-wrapped (several ranks) and/or compiled; G and D stay the bare nets."""
@@ -167,7 +177,8 @@ class Loop:
 
     def checkpointed(self) -> dict:
         return {"generator": self.G, "critic": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d,
-                "scaler_g": self.scaler_g, "scaler_d": self.scaler_d, "noise": self.noise, "batches": self.batches}
+                "scaler_g": self.scaler_g, "scaler_d": self.scaler_d, "noise": self.noise, "batches": self.batches,
+                "generator_ema": self.ema.model if self.ema else None, "augment": self.augment}
 
     def draw(self, shape: tuple[int, ...], uniform: bool = False) -> torch.Tensor:
         """This rank's slice of a global draw (global batch first), so any rank count gives the same run; drawn on
@@ -175,6 +186,18 @@ class Loop:
         values = (torch.rand if uniform else torch.randn)(shape, generator=self.noise, device=self.noise.device)
         per_rank = shape[0] // self.info.world_size
         return values[self.info.rank * per_rank:(self.info.rank + 1) * per_rank]
+
+    def critic_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the critic sees of this rank's batch x (b, C, H, W) or toy points (b, 2): DiffAugment with fresh
+        draws (real and fake batches each their own, as the paper's code), then PacGAN packing to (b / m, m C, ...)."""
+        if self.augment is not None:
+            # drawn for the global batch, this rank's rows kept: any rank count gives the same run
+            b, world = x.shape[0], self.info.world_size
+            draws = draw_augment(self.cfg.diffaugment, b * world, x.shape[2], x.shape[3], self.augment)
+            x = apply_augment(x, draws.rows(self.info.rank * b, (self.info.rank + 1) * b))
+        if self.cfg.packing > 1:  # pack's reshape of a channels_last batch comes back in NCHW order
+            x = pack(x, self.cfg.packing).contiguous(memory_format=self.memory_format)
+        return x
 
     def critic_step(self) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -184,9 +207,11 @@ class Loop:
         z = self.draw((cfg.batch_size, self.settings.spec.nz))  # (b, nz)
         with torch.no_grad(), precision.autocast(self.info.device, self.precision_name):
             fake = self.G(z).float()  # (b, C, H, W); no graph into G
-        alpha = self.draw((cfg.batch_size,), uniform=True) if cfg.loss == "wgan-gp" else None
+        # one weight per critic input: the penalty interpolates packed (and augmented) inputs
+        alpha = self.draw((cfg.batch_size // cfg.packing,), uniform=True) if cfg.loss == "wgan-gp" else None
         scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else 1.0
-        objective, stats = critic_objective(self.d_net, real, fake, cfg.loss, cfg.gp_weight, self.precision_name, scale, alpha)
+        objective, stats = critic_objective(self.d_net, self.critic_input(real), self.critic_input(fake), cfg.loss,
+                                            cfg.gp_weight, self.precision_name, scale, alpha)
         return self._step(objective, self.opt_d, self.scaler_d, None, stats)
 
     def generator_step(self) -> dict[str, torch.Tensor]:
@@ -194,11 +219,31 @@ class Loop:
         with precision.autocast(self.info.device, self.precision_name):
             fake = self.g_net(z)  # (b, C, H, W), graph into G
         # the bare critic, not its DDP wrapper: no critic gradient is reduced, and backward(inputs=G's
-        # parameters) leaves the critic's .grad alone (the lesson froze it with set_trainable(netD, False))
-        objective = generator_objective(self.D, fake.contiguous(memory_format=self.memory_format), self.cfg.loss,
-                                        self.precision_name)
+        # parameters) leaves the critic's .grad alone (the lesson froze it with set_trainable(netD, False));
+        # DiffAugment is differentiable, so G learns through the same kind of transform the critic sees
+        fake = self.critic_input(fake.contiguous(memory_format=self.memory_format))
+        objective = generator_objective(self.D, fake, self.cfg.loss, self.precision_name)
         return self._step(objective, self.opt_g, self.scaler_g, list(self.G.parameters()),
                           {"generator_loss": objective.detach()})
+
+    def average_generator(self, iteration: int) -> None:
+        """After generator iteration `iteration` (0-based): fold G's new weights into the EMA, if the run keeps one."""
+        if self.ema is not None:
+            self.ema.update(self.G, ema_decay(self.cfg.ema, iteration, self.cfg.ema_rampup or None))
+
+    def sampler(self) -> nn.Module:
+        """The generator that grids, toy counts, `darkroom sample` and eval draw from: the EMA when the run keeps one,
+        else G. An EMA copies the live net's BatchNorm statistics, which belong to other weights; before sampling
+        they are recomputed for the averaged weights over fixed noise (BigGAN's standing statistics, arXiv:1809.11096).
+        Training never reads them (the next update copies the live ones again), so resume stays exact."""
+        if self.ema is None:
+            return self.G
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.ema.model.modules()):
+            noise = torch.Generator(device=self.info.device).manual_seed(self.cfg.seed + 4)  # the same each time
+            shape = (self.cfg.batch_size, self.settings.spec.nz)
+            standing_batchnorm_stats_(self.ema.model, (torch.randn(shape, generator=noise, device=noise.device)
+                                                       for _ in range(STANDING_BATCHES)))
+        return self.ema.model
 
     def _step(self, objective, optimizer, scaler, inputs, stats: dict) -> dict[str, torch.Tensor]:
         if self.precision_name == "fp16":
@@ -229,11 +274,12 @@ def train(life: lifecycle.Run, loop: Loop, state: dict, fixed_z: torch.Tensor, m
     while has_work(cfg, state):
         started = time.time()
         steps = critic_steps(state["iteration"], loop.settings.n_critic, loop.settings.warmup)
-        for optimizer in (loop.opt_g, loop.opt_d):
-            set_lr_momentum(optimizer, lr_at(cfg, loop.settings.lr, state["iteration"]), None)
+        for optimizer, lr in ((loop.opt_g, loop.settings.lr), (loop.opt_d, loop.settings.lr_d)):
+            set_lr_momentum(optimizer, lr_at(cfg, lr, state["iteration"]), None)
         for _ in range(steps):
             accumulate(state, loop.critic_step())
         accumulate(state, loop.generator_step())
+        loop.average_generator(state["iteration"])
         state["iteration"] += 1
         state["critic_iterations"] += steps
         if state["iteration"] % cfg.log_every == 0 or state["iteration"] == cfg.iterations:
@@ -248,9 +294,10 @@ def train(life: lifecycle.Run, loop: Loop, state: dict, fixed_z: torch.Tensor, m
         if state["iteration"] % cfg.log_every == 0 or last:
             result = log_interval(cfg, info, state, folder, bar, loop.batches.skipped)
         if info.is_main and (state["iteration"] % cfg.sample_every == 0 or last):
-            write_samples(loop.G, fixed_z, folder, state["iteration"], meta, info.device)
+            G = loop.sampler()
+            write_samples(G, fixed_z, folder, state["iteration"], meta, info.device)
             if meta["kind"] == "toy":  # the toy's mode counts are cheap: log them beside the losses
-                counts = gan_toy.coverage(gan_toy.to_data_units(render(loop.G, fixed_z, info.device), meta), cfg.data)
+                counts = gan_toy.coverage(gan_toy.to_data_units(render(G, fixed_z, info.device), meta), cfg.data)
                 folder.log({"iteration": state["iteration"], **counts})
                 result.update(counts)
         state["result"] = result
@@ -261,7 +308,7 @@ def train(life: lifecycle.Run, loop: Loop, state: dict, fixed_z: torch.Tensor, m
 
 
 def lr_at(cfg: GanConfig, lr: float, iteration: int) -> float:
-    """Both nets' learning rate during generator iteration `iteration` (0-based): constant, or linear to 0."""
+    """A net's learning rate during generator iteration `iteration` (0-based): constant, or linear to 0."""
     return lr if cfg.lr_decay == "none" else lr * max(0.0, 1.0 - iteration / cfg.iterations)
 
 
@@ -332,6 +379,7 @@ def save(life: lifecycle.Run, loop: "Loop", state: dict, meta: dict, fixed_z: to
     sums = state["interval"]["sums"]
     sums.update({key: float(value) for key, value in sums.items()})  # device tensors -> numbers (one sync)
     check_finite(life.cfg, state, [sums.get(key, 0.0) for key in ("critic_loss", "generator_loss")])
+    loop.sampler()  # an EMA's BatchNorm statistics for its own weights: what darkroom sample and eval load
     lifecycle.save(life, state, loop.checkpointed(), extra={"meta": meta, "fixed_z": fixed_z})
 
 
