@@ -185,3 +185,10 @@ def test_every_preset_resolves(name):
     settings = gan.resolve(gan.GanConfig(**gan.PRESETS[name]))
     assert settings.lr > 0 and settings.lr_d > 0
 
+
+def test_the_sngan_candidate_keeps_the_cpu_presets_nets_and_budget():
+    cpu, candidate = gan.PRESETS["fashion-mnist-cpu"], gan.PRESETS["fashion-mnist-sngan-cpu"]
+    kept = ("data", "image_size", "nz", "ngf", "ndf", "n_extra_layers", "batch_size", "max_minutes")
+    assert {key: candidate[key] for key in kept} == {key: cpu[key] for key in kept}
+    settings = gan.resolve(gan.GanConfig(**candidate))
+    assert (settings.spec.spectral_norm, settings.lr, settings.lr_d, candidate["loss"]) == (True, 1e-4, 4e-4, "hinge")
