@@ -5,8 +5,9 @@ from darkroom.classifier.config import ClassifierConfig
 from darkroom.classifier.lr_find import lr_find
 from darkroom.classifier.predict import evaluate, evaluate_run, load_run, predict_files
 from darkroom.classifier.presets import PRESETS
-from darkroom.classifier.train import build_optimizer, load_data, lr_momentum_at, run, train_step
+from darkroom.classifier.train import (build_model, build_optimizer, load_data, lr_momentum_at, run, set_schedule,
+                                       train_step)
 
 CONFIG = ClassifierConfig
-__all__ = ["CONFIG", "ClassifierConfig", "PRESETS", "run", "load_data", "build_optimizer", "lr_momentum_at",
-           "train_step", "evaluate", "evaluate_run", "load_run", "predict_files", "lr_find"]
+__all__ = ["CONFIG", "ClassifierConfig", "PRESETS", "run", "load_data", "build_model", "build_optimizer",
+           "lr_momentum_at", "set_schedule", "train_step", "evaluate", "evaluate_run", "load_run", "predict_files", "lr_find"]

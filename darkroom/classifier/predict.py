@@ -11,11 +11,12 @@ from darkroom.classifier.data import Images
 
 
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
-    """none: x; flip: x and its mirror; multi: those plus 1-pixel shifts both ways (airbench's 6 views)."""
+    """none: x; flip: x and its mirror; multi and weighted: those plus 1-pixel shifts both ways (up-left, down-right,
+    reflection-padded) and their mirrors (airbench's 6 views), in that order."""
     views = [x]
-    if tta in ("flip", "multi"):
+    if tta in ("flip", "multi", "weighted"):
         views.append(x.flip(3))
-    if tta == "multi":
+    if tta in ("multi", "weighted"):
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         h, w = x.shape[2], x.shape[3]
         for shifted in (padded[:, :, :h, :w], padded[:, :, 2:, 2:]):
@@ -23,12 +24,22 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return views
 
 
+def tta_weights(tta: str) -> list[float] | None:
+    """Each view's weight in the average (None: equal). weighted is airbench94's tta_level 2: the mean of the image's
+    and its mirror's logits, averaged half and half with the mean over the 4 shifted views."""
+    return [0.25, 0.25, 0.125, 0.125, 0.125, 0.125] if tta == "weighted" else None
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision_name: str, tta: str) -> torch.Tensor:
-    """Mean logits over the TTA views, float32. x: (B, C, H, W) normalised."""
+    """Logits averaged over the TTA views (tta_weights), float32. x: (B, C, H, W) normalised."""
     with precision.autocast(device, precision_name):
-        logits = [model(view).float() for view in tta_views(x, tta)]
-    return torch.stack(logits).mean(0)
+        # a copy of each view's logits: a CUDA-graphed net (--compile-mode max-autotune) reuses its output memory
+        logits = torch.stack([model(view).to(torch.float32, copy=True) for view in tta_views(x, tta)])
+    weights = tta_weights(tta)
+    if weights is None:
+        return logits.mean(0)
+    return (logits * torch.tensor(weights, device=logits.device).view(-1, 1, 1)).sum(0)
 
 
 @torch.no_grad()
@@ -65,15 +76,17 @@ def load_run(run_dir: str, device: torch.device) -> tuple[nn.Module, dict, dict]
     from pathlib import Path
 
     from darkroom import checkpoint
+    from darkroom.classifier.recipe import build_net
     from darkroom.errors import UserError
-    from darkroom.nets import CLASSIFIERS
 
     path = Path(run_dir)
     saved = checkpoint.load(path / "checkpoints" / "last.pt" if path.is_dir() else path)
     if saved.get("task") != "classifier":
         raise UserError(f"{run_dir} is a {saved.get('task', 'unknown')} run, not a classifier run")
     meta = saved["meta"]
-    model = CLASSIFIERS[saved["config"]["arch"]](meta["channels"], len(meta["classes"]))
+    config = saved["config"]
+    model = build_net(config["arch"], meta["channels"], len(meta["classes"]), config.get("norm_eps"),
+                      config.get("logit_scale", 0.0))
     model.load_state_dict(saved["ema"] if saved.get("ema") is not None else saved["model"])
     return model.to(device).eval(), saved["config"], meta
 

@@ -67,4 +67,36 @@ PRESETS: dict[str, dict] = {
         tta="multi",            # flip and 1-px shifts
         pad=2, channels_last=True,
     ),
+    # KellerJordan/cifar10-airbench airbench94_muon.py (94.01% on CIFAR-10 in 2.59 s on an A100, n=200), technique for
+    # technique; bf16 autocast over fp32 weights where airbench keeps fp16 weights (BatchNorm in fp32)
+    "airbench94_muon": dict(
+        data="cifar10",
+        arch="fastnet",         # 2x2 whitening stem (2*C*2*2 channels), groups 64/256/256, dirac-initialised 3x3 convs
+        epochs=8.0,             # epochs (airbench: ceil(8 * 25) = 200 steps on CIFAR-10)
+        batch_size=2000,        # images per step
+        optimizer="muon",       # Muon on the conv filters, Nesterov SGD on BN biases, stem bias and head
+        muon_lr=0.24,           # Muon LR of the conv filters (each a step of the orthogonalised update)
+        muon_momentum=0.6, muon_ns_steps=3,  # Muon momentum; Newton-Schulz steps per update
+        muon_normalize=True,    # filter banks renormalised to norm sqrt(out channels) before each step
+        nesterov=True,          # Nesterov momentum for both optimizers
+        lr=0.053,               # SGD LR of the BN biases and the stem bias, per summed loss
+        bias_lr_scale=1.0,      # (the biases are --lr's parameters here)
+        head_lr=0.67,           # SGD LR of the head's weight, per summed loss
+        momentum=0.85,          # SGD momentum, constant
+        schedule="linear", warmup=0.0,  # LR x (1 - step / steps): linear decay to 0 from the first step
+        weight_decay=0.0,
+        step_decay=2e-6 * 2000,  # 2e-6 x batch of each SGD weight per step at its peak LR (airbench: wd / lr)
+        exempt_norm_bias=False,  # ... on the biases too (the BN weights are frozen)
+        loss_reduction="sum",   # summed cross-entropy
+        label_smoothing=0.2,    # fraction of target mass spread over all classes
+        logit_scale=1 / 256,    # logits = head(x) / 256, the head's weight starting at std 1
+        freeze_norm_weight=True, norm_eps=1e-12,  # BN weights fixed at 1; fastnet's BN momentum 0.4 = airbench's 0.6
+        whiten=True, freeze_stem=True,  # stem filters from 5,000 training images' patch covariance (eps 5e-4), fixed
+        stem_bias_epochs=3.0,   # the stem's bias trains 3 epochs (LR 0.053 x (1 - step / 75) on CIFAR-10), then fixed
+        pad=2, flip=True, alternating_flip=True,  # 2-px reflection translate; each image flipped every other epoch
+        tta="weighted",         # 6 views: image and mirror 1/4 each, 1-px shifts both ways and their mirrors 1/8 each
+        ema=0.0,
+        channels_last=True,
+        compile=True, compile_mode="max-autotune",  # airbench's model.compile(mode="max-autotune")
+    ),
 }

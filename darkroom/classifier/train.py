@@ -11,21 +11,20 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from darkroom import dist, launch, lifecycle, precision
 from darkroom.classifier import data as classifier_data
+from darkroom.classifier import recipe
 from darkroom.classifier.config import RESUME_MAY_CHANGE, ClassifierConfig
 from darkroom.classifier.data import Images
 from darkroom.classifier.predict import evaluate
 from darkroom.classifier.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
 from darkroom.data.resident import Augment, resize_batch
 from darkroom.errors import NonFiniteLoss, UserError
-from darkroom.nets import CLASSIFIERS
 from darkroom.nets.classifier import whiten_init_
-from darkroom.optim import EMA, decoupled_decay_, param_groups, set_lr_momentum
+from darkroom.optim import EMA, decoupled_decay_
 from darkroom.schedule import (one_cycle_lr, one_cycle_momentum, parse_sizes, size_at, warmup_cosine,
                                warmup_linear_decay)
 
@@ -42,18 +41,29 @@ def lr_momentum_at(cfg: ClassifierConfig, step: int, total: int) -> tuple[float,
     if cfg.schedule == "one-cycle":
         return (one_cycle_lr(step, total, cfg.lr, cfg.div, cfg.pct),
                 one_cycle_momentum(step, total, cfg.mom_max, cfg.mom_min, cfg.pct))
+    if cfg.schedule == "linear" and cfg.warmup == 0:  # airbench94_muon's lr (1 - step / total) from the first step
+        return cfg.lr * (1 - step / total), cfg.momentum  # (warmup_linear_decay would spend a step warming up)
     shape = warmup_linear_decay if cfg.schedule == "linear" else warmup_cosine
     return shape(step, total, cfg.lr, cfg.warmup), cfg.momentum
 
 
-def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.exempt_norm_bias, cfg.bias_lr_scale)
-    if cfg.optimizer == "adamw":  # AdamW's decay is decoupled already
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.mom_max, 0.99))
-    if cfg.decoupled_wd:  # torch's SGD has no decoupled decay: the step applies it (optim.decoupled_decay_)
-        for group in groups:
-            group["decoupled_decay"], group["weight_decay"] = group["weight_decay"], 0.0
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.mom_max, nesterov=cfg.nesterov)
+def build_optimizer(cfg: ClassifierConfig, model: nn.Module) -> torch.optim.Optimizer | recipe.MuonWithSGD:
+    """SGD, AdamW or Muon + SGD over the config's parameter groups (recipe.optimizer_groups)."""
+    return recipe.build_optimizer(cfg, model)
+
+
+def build_model(cfg: ClassifierConfig, channels: int, classes: int, fresh: bool = True) -> nn.Module:
+    """The net as the config builds, freezes and initialises it (on the CPU; the whitening stem is set apart)."""
+    model = recipe.build_net(cfg.arch, channels, classes, cfg.norm_eps, cfg.logit_scale)
+    recipe.prepare_for_training(model, cfg, fresh)
+    return model
+
+
+def set_schedule(cfg: ClassifierConfig, optimizer, step: int, total: int, stem_steps: int) -> float:
+    """Every group's LR and momentum at `step` (the stem bias's own phase under --stem-bias-epochs); returns the LR."""
+    lr, momentum = lr_momentum_at(cfg, step, total)
+    recipe.set_schedule(optimizer, lr, momentum, recipe.stem_bias_factor(step, stem_steps) if stem_steps else 1.0)
+    return lr
 
 
 def data_settings(cfg: ClassifierConfig) -> classifier_data.DataSettings:
@@ -82,22 +92,22 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     the device: the loop finds a non-finite loss on the device (LossTally) and stops before the next checkpoint."""
     if not check:
         with precision.autocast(info.device, precision_name):
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss, logged = recipe.loss_of(model(x), y, cfg, info.world_size)
         scaler.scale(loss).backward()
         decoupled_decay_(optimizer)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        return loss.detach(), True
+        return logged, True
     kept = [buffer.clone() for buffer in buffers]  # a few KB: norm layers' running means, variances, counts
     with precision.autocast(info.device, precision_name):
-        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+        loss, logged = recipe.loss_of(model(x), y, cfg, info.world_size)
     value = loss.item()
     if info.world_size == 1 and not math.isfinite(value) and precision_name != "fp16":
-        return skipped(loss, buffers, kept, optimizer)  # alone: no backward to spend
+        return skipped(logged, buffers, kept, optimizer)  # alone: no backward to spend
     scaler.scale(loss).backward()
     if info.world_size > 1 and precision_name != "fp16" and not finite_gradients(model):
-        return skipped(loss, buffers, kept, optimizer)
+        return skipped(logged, buffers, kept, optimizer)
     if not math.isfinite(value):  # fp16 (the scaler skips the step) or a rank alone: non-finite activations fed them
         put_back(buffers, kept)
     decoupled_decay_(optimizer)
@@ -106,7 +116,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Classifi
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     stepped = not scaler.is_enabled() or scaler.get_scale() >= scale_before
-    return loss.detach(), stepped
+    return logged, stepped
 
 
 def finite_gradients(model: nn.Module) -> bool:
@@ -188,7 +198,7 @@ class Parts:
     """What one training step touches, built once per process (fresh or resumed)."""
     model: nn.Module  # the bare net (checkpointed); `net` is what steps: DDP-wrapped and/or compiled
     net: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | recipe.MuonWithSGD
     scaler: torch.amp.GradScaler
     ema: EMA | None
     data_generator: torch.Generator  # epoch orders and augmentation draws, on the device
@@ -197,6 +207,7 @@ class Parts:
     buffers: tuple[torch.Tensor, ...]  # norm statistics kept across a skipped step (train_step)
     precision_name: str
     tally: LossTally  # the train loss on the device between host reads
+    stem_steps: int  # steps the whitening stem's bias trains (--stem-bias-epochs; 0 = all)
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
@@ -206,21 +217,28 @@ class Parts:
 def build_parts(cfg: ClassifierConfig, info: dist.DistInfo, data: classifier_data.ClassifierData, precision_name: str,
                 fresh: bool) -> Parts:
     channels, size = data.shape[0], data.shape[1]
-    model = CLASSIFIERS[cfg.arch](channels, len(data.classes))
-    stem = model[0] if isinstance(model[0], nn.Conv2d) and model[0].kernel_size == (2, 2) else None
+    model = build_model(cfg, channels, len(data.classes), fresh)
+    stem = recipe.stem_of(model)
     if stem is not None and cfg.whiten and fresh:  # a resume loads the stem's weights
         whiten_init_(stem, data.train.normalise(data.whiten_images).float().contiguous().cpu())
     model = precision.to_memory_format(model.to(info.device), cfg.channels_last)
     stages = training_sizes(cfg, model, channels, size)
     skips = cfg.on_nan == "skip" or precision_name == "fp16"
     net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if info.distributed else model
-    return Parts(model=model, net=precision.maybe_compile(net, cfg.compile), optimizer=build_optimizer(cfg, model),
+    return Parts(model=model, net=compiled(net, cfg), optimizer=build_optimizer(cfg, model),
                  scaler=precision.make_scaler(precision_name, info.device),
                  ema=EMA(model, cfg.ema) if cfg.ema > 0 else None,
                  data_generator=torch.Generator(device=info.device).manual_seed(cfg.seed),
                  augment=Augment(pad=cfg.pad, flip=cfg.flip, alternating_flip=cfg.alternating_flip), stages=stages,
                  buffers=tuple(model.buffers()) if skips else (), precision_name=precision_name,
-                 tally=LossTally(info.device))
+                 tally=LossTally(info.device), stem_steps=recipe.stem_bias_steps(cfg, data.train.steps_per_epoch()))
+
+
+def compiled(net: nn.Module, cfg: ClassifierConfig) -> nn.Module:
+    """--compile in --compile-mode (max-autotune: airbench94_muon's; the first steps take the compile)."""
+    if cfg.compile and cfg.compile_mode != "default":
+        return torch.compile(net, mode=cfg.compile_mode)
+    return precision.maybe_compile(net, cfg.compile)
 
 
 def new_state() -> dict:
@@ -300,8 +318,7 @@ def train_epoch(life: lifecycle.Run, parts: Parts, train_set: Images, state: dic
     epoch_start = time.time()
     parts.net.train()
     for step_in_epoch in bar:
-        lr, momentum = lr_momentum_at(cfg, state["step"], total_steps)
-        set_lr_momentum(parts.optimizer, lr, momentum)
+        lr = set_schedule(cfg, parts.optimizer, state["step"], total_steps, parts.stem_steps)
         x, y = train_set.train_batch(state["order"], step_in_epoch, epoch, parts.augment, parts.data_generator)
         smaller = size_at(parts.stages, state["step"], steps_per_epoch)
         if smaller is not None:
