@@ -10,7 +10,7 @@ from darkroom import cli
 
 @pytest.mark.parametrize("argv, culprit", [
     (["train", "classifier", "--lr", "x"], "argument --lr: invalid float value: 'x'"),
-    (["train", "gan", "--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
+    (["train", "gan", "--loss", "lsgan"], "argument --loss: invalid choice: 'lsgan'"),
     (["nope"], "invalid choice: 'nope'"),
 ])
 def test_a_bad_flag_is_one_sentence_naming_it(argv, culprit, capsys):
