@@ -216,6 +216,24 @@ def test_stem_bias_trains_its_steps_then_is_frozen_and_bn_weights_stay_at_one():
     assert not torch.equal(free[4], free[3])  # without the phase the bias keeps training
 
 
+def test_fp16_grad_scaler_unscales_and_steps_muon_and_sgd_together():
+    cfg = preset(arch="cpunet", compile=False)
+    torch.manual_seed(0)
+    model = classifier.build_model(cfg, 1, 10)
+    optimizer, scaler = classifier.build_optimizer(cfg, model), make_scaler("fp16", CPU)
+    filters = [p for p in optimizer.muon.param_groups[0]["params"]]
+    before = [p.detach().clone() for p in filters]
+    x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+    taken = []
+    for step in range(4):
+        set_schedule(cfg, optimizer, step, 4, 2)
+        loss, stepped = train_step(model, x, y, cfg, INFO, "fp16", optimizer, scaler)
+        taken.append(stepped)
+        assert math.isfinite(float(loss))
+    assert sum(taken) >= 3 and all(not torch.equal(a, b) for a, b in zip(before, filters))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_tta_weighted_is_airbenchs_tta_level_2():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).eval()  # neither flip- nor shift-invariant

@@ -219,7 +219,8 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     result = run_module("benchmarks.gpu", ["--smoke"], tmp_path, timeout=900)
     names = {path.name for path in tmp_path.glob("*.json")}
     assert names == {"gpu_correctness-smoke.json", "gpu_classifier_time_to_94-smoke.json",
-                     "gpu_gan_throughput-smoke.json", "gpu_cyclegan_throughput-smoke.json"}
+                     "gpu_gan_throughput-smoke.json", "gpu_cyclegan_throughput-smoke.json",
+                     "gpu_classifier_dawnbench-smoke.json"}
     records = {name: check_record(tmp_path / name) for name in names}
     for record in records.values():
         assert "error" not in record["figures"], record["figures"].get("error")
@@ -227,6 +228,14 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     correctness = records["gpu_correctness-smoke.json"]["figures"]
     assert correctness["passed"] == correctness["total"] >= 6, correctness["checks"]
     assert records["gpu_gan_throughput-smoke.json"]["ratio"] > 0
+    assert any(check["name"].startswith("classifier airbench94_muon fp16") and check["passed"]
+               for check in correctness["checks"])
+    time_to_94 = records["gpu_classifier_time_to_94-smoke.json"]
+    assert time_to_94["settings"]["darkroom"]["optimizer"] == "muon"  # the airbench94_muon preset heads the section
+    assert {"darkroom", "fastnet-gpu"} <= set(time_to_94["figures"]) and len(time_to_94["rows"]) == 2
+    assert all(time_to_94["figures"][side]["test_acc"]["n"] == 1 for side in ("darkroom", "fastnet-gpu"))
+    dawnbench = records["gpu_classifier_dawnbench-smoke.json"]["figures"]
+    assert all(dawnbench[preset]["seconds_per_epoch"] > 0 for preset in ("wrn_22-dawnbench", "wrn_22-dawnbench-8gpu"))
     assert len(records["gpu_cyclegan_throughput-smoke.json"]["rows"]) == 4  # 2 batch sizes x (channels_last, default)
     assert all("cudnn_allow_tf32" in record["settings"]["float32_maths"] for record in records.values())
     assert result.stdout.rindex("comparison") > result.stdout.rindex("s in all")  # the table is printed last
@@ -243,6 +252,14 @@ def test_classifier_cpu_quick(tmp_path):
     assert accuracy["settings"]["quick"] is True
     fastai = check_record(tmp_path / "classifier_cpu_fastai-quick.json")
     assert fastai["figures"]["status"] in ("run", "not run")
+    recipe = check_record(tmp_path / "classifier_cpu_airbench_recipe-quick.json")
+    techniques = recipe["figures"]["techniques"]
+    names = [technique["name"] for technique in techniques]
+    assert any(name.startswith("Muon") for name in names) and any(name.startswith("TTA: 6 views, airbench") for name in names)
+    assert all({"name", "test_acc_mean", "baseline_acc_mean", "seeds"} <= set(t) and t["seeds"] == 1 for t in techniques)
+    summed = next(t for t in techniques if t["name"].startswith("summed loss"))  # the same SGD update as the baseline
+    assert abs(summed["test_acc_mean"] - summed["baseline_acc_mean"]) <= 0.01
+    assert len(recipe["rows"]) == len(techniques) and recipe["figures"]["seconds"] > 0
 
 
 @pytest.mark.slow

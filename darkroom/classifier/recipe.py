@@ -33,7 +33,11 @@ def build_net(arch: str, channels: int, classes: int, norm_eps: float | None = N
     """CLASSIFIERS[arch] with what the config changes in its forward (training and `load_run` build it alike):
     BatchNorm's eps and, when logit_scale > 0, a fixed factor on the logits (airbench94_muon divides them by the
     head's width, 256)."""
-    net = CLASSIFIERS[arch](channels, classes)
+    return configure_net(CLASSIFIERS[arch](channels, classes), norm_eps, logit_scale)
+
+
+def configure_net(net: nn.Sequential, norm_eps: float | None = None, logit_scale: float = 0.0) -> nn.Sequential:
+    """build_net's changes to a built net, in place; returns it."""
     if norm_eps is not None:
         for module in net.modules():
             if isinstance(module, NORMS):
