@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         env = common.environment(ctx.device)
         print(f"bench-gpu{' --smoke' if args.smoke else ''}: {env['device']}, torch {env['torch']}, "
               f"commit {env['commit']}{' (dirty)' if env['dirty'] else ''}; wheels: {note}", flush=True)
-        from benchmarks import gpu_sections
+        from benchmarks import gpu_dawnbench, gpu_sections
 
         budgets = SMOKE_BUDGETS if args.smoke else FULL_BUDGETS
         if not args.smoke and hasattr(signal, "SIGALRM"):
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.alarm(max(1, int(HARD_STOP_SECONDS - (time.monotonic() - ctx.started))))
         sections = {"correctness": gpu_sections.correctness, "classifier": gpu_sections.classifier_time_to_94,
                     "gan": gpu_sections.gan_throughput, "cyclegan": gpu_sections.cyclegan_throughput,
-                    "dawnbench": gpu_sections.dawnbench}
+                    "dawnbench": gpu_dawnbench.dawnbench}
         for name, function in sections.items():
             if not args.only or name in args.only:
                 if name == "classifier":
