@@ -41,3 +41,12 @@ def assert_same(left, right, where: str = "checkpoint") -> None:
             assert_same(a, b, f"{where}[{index}]")
     else:
         assert left == right, where
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (small nets: threads cost more than they give), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from darkroom import cli
@@ -16,12 +15,7 @@ from test_cyclegan_train import TINY as CYCLEGAN_TINY
 from test_cyclegan_train import unpaired_layout
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 def write_classes(root: Path, per_class: int = 12, seed: int = 0) -> Path:

@@ -15,12 +15,7 @@ from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, I
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: one thread beats two on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 def test_identity_generators_have_exactly_zero_cycle_and_identity_loss():

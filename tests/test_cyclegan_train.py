@@ -24,12 +24,7 @@ TINY = ["--ngf", "4", "--ndf", "4", "--generator", "resnet_6blocks", "--d-layers
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny nets on a busy 2-core machine: one thread is much faster
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int], mode: str, seed: int, start: int = 0) -> list[Path]:

@@ -15,12 +15,7 @@ from darkroom.optim import ema_decay, standing_batchnorm_stats_
 from test_gan_train import TINY, image_folder, metrics, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 @pytest.fixture(scope="module")

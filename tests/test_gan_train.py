@@ -23,12 +23,7 @@ TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--n-sampl
         "--n-critic", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: one thread beats two on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 def train(tmp_path: Path, *args: str, name: str = "run") -> tuple[int, Path]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -90,12 +89,7 @@ def _device_of(args: tuple, kwargs: dict) -> tuple[bool, bool]:
     return device, non_blocking
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: one thread beats two on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 @pytest.fixture

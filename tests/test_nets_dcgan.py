@@ -9,13 +9,7 @@ from darkroom.errors import UserError
 from darkroom.nets import dcgan
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these nets are tiny: one thread is faster than two and immune to a busy machine's contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets, one torch thread
 
 
 def n_params(module: nn.Module) -> int:
