@@ -5,8 +5,9 @@ and airbench94_muon's techniques each switched on alone over a plain cpunet.
     python -m benchmarks.classifier_cpu --quick         # tiny settings: checks the code paths, numbers mean nothing
     python -m benchmarks.classifier_cpu --only throughput --rounds 3
     python -m benchmarks.classifier_cpu --only airbench-recipe   # about 12 minutes on 2 quiet cores
-Writes classifier_cpu_throughput.json, classifier_cpu_time_to_92.json, classifier_cpu_fastai.json and
-classifier_cpu_airbench_recipe.json (with a -quick suffix under --quick) to $OUT or benchmarks/results/.
+    .fastai-env/bin/python -m benchmarks.classifier_cpu --only pareto   # the time-accuracy front (about 75 minutes)
+Writes classifier_cpu_throughput.json, classifier_cpu_time_to_92.json, classifier_cpu_fastai.json,
+classifier_cpu_airbench_recipe.json and classifier_cpu_pareto.json + .png (with a -quick suffix under --quick) to $OUT or benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks import common
+from benchmarks.classifier_cpu_pareto import pareto
 from benchmarks.classifier_cpu_recipe import airbench_recipe
 from darkroom import dist, precision
 from darkroom.config import build, from_dict, to_dict
@@ -34,7 +36,8 @@ from darkroom.schedule import parse_sizes
 from darkroom import classifier
 
 TARGET_ACCURACY = 0.92
-PARTS = ("throughput", "accuracy", "fastai", "airbench-recipe")
+PARTS = ("throughput", "accuracy", "fastai", "airbench-recipe", "pareto")
+FASTAI_PARTS = ("fastai", "pareto")  # the parts with a fastai side: make bench runs them in .fastai-env
 FASTAI_COMMANDS = [  # fastai needs torchvision: a second environment, .fastai-env/ (git-ignored)
     "make fastai-env",
     ".fastai-env/bin/python -m benchmarks.classifier_cpu --only fastai",
@@ -53,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fastai-seeds", type=int, default=2, help="seeds per side of the fastai comparison")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST .gz files")
     parser.add_argument("--recipe-seeds", type=int, default=3, help="seeds per technique (airbench-recipe)")
+    parser.add_argument("--pareto-budgets", default="1,2,3,5,10", help="darkroom's epoch budgets (pareto)")
+    parser.add_argument("--pareto-baseline-budgets", default="1,2,5", help="the plain loop's and fastai's (pareto)")
+    parser.add_argument("--pareto-seeds", type=int, default=3, help="seeds per side and budget (pareto)")
+    parser.add_argument("--record-seeds", type=int, default=5, help="seeds of the 300-second record preset (pareto)")
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -436,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.only or list(PARTS)
     failures = 0
     for part, function in (("throughput", throughput), ("accuracy", time_to_accuracy), ("fastai", fastai_comparison),
-                           ("airbench-recipe", airbench_recipe)):
+                           ("airbench-recipe", airbench_recipe), ("pareto", pareto)):
         if part not in parts:
             continue
         print(f"classifier_cpu: {part}", flush=True)

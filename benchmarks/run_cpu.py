@@ -3,7 +3,7 @@
     python -m benchmarks.run_cpu                         # classifier_cpu, gan_cpu, cyclegan_cpu, eval_cpu, toy_cpu, demo_cpu
     python -m benchmarks.run_cpu --only gan_cpu          # one of them (each also runs alone: python -m benchmarks.gan_cpu)
     python -m benchmarks.run_cpu --quick                 # pass --quick on (code paths only; the README is left alone)
-The whole set is held to --minutes (60); a script still running when that runs out is stopped and reported.
+The whole set is held to --minutes (180: the classifier pareto part alone takes about 75); a script still running when that runs out is stopped and reported.
 fastai needs torchvision, which has no build beside darkroom's torch: `make fastai-env` makes `.fastai-env/`
 (torch 2.14.1 + torchvision + fastai + darkroom), and when that (or --fastai-python) exists, classifier_cpu's fastai
 part runs in it, darkroom's side of that comparison too; without it the part records "not run".
@@ -37,14 +37,16 @@ def run_script(name: str, extra: list[str], seconds_left: float, python: str = s
 
 
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
-    """(script, python, extra arguments) in order: classifier_cpu's fastai part goes to the fastai Python when one
-    exists, the rest of that script to this one."""
+    """(script, python, extra arguments) in order: classifier_cpu's parts with a fastai side (fastai, pareto) go to the
+    fastai Python when one exists, the rest of that script to this one."""
+    from benchmarks.classifier_cpu import FASTAI_PARTS, PARTS
+
     runs = []
     fastai = Path(args.fastai_python)
     for name in args.only or SCRIPTS:
         if name == "classifier_cpu" and fastai.is_file():
-            runs += [(name, sys.executable, ["--only", "throughput", "--only", "accuracy"]),
-                     (name, str(fastai), ["--only", "fastai"])]
+            runs += [(name, sys.executable, [w for part in PARTS if part not in FASTAI_PARTS for w in ("--only", part)]),
+                     (name, str(fastai), [w for part in FASTAI_PARTS for w in ("--only", part)])]
         else:
             runs.append((name, sys.executable, []))
     return runs
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SCRIPTS, help="run only these (repeatable)")
     parser.add_argument("--quick", action="store_true", help="pass --quick to each script; print the table only")
-    parser.add_argument("--minutes", type=float, default=60.0, help="time allowed for the whole set")
+    parser.add_argument("--minutes", type=float, default=180.0, help="time allowed for the whole set")
     parser.add_argument("--fastai-python", default=os.environ.get("DARKROOM_FASTAI_PYTHON") or str(FASTAI_ENV),
                         help="a Python with fastai and darkroom for classifier_cpu's fastai part (`make fastai-env`)")
     args = parser.parse_args(argv)

@@ -48,6 +48,22 @@ def test_comparison_row_ratio_and_target_direction():
     assert missing["ratio"] is None and missing["met"] is None
 
 
+def test_pareto_front_check_and_time_to_target_on_planted_points():
+    from benchmarks.classifier_cpu_pareto import best_at, front_check, time_to
+
+    mk = lambda budget, seconds, accuracy: {"budget": budget, "train_time_s": seconds, "test_acc_mean": accuracy}
+    points = {"darkroom": [mk(1, 10, 0.90), mk(2, 20, 0.93), mk(5, 50, 0.936)],
+              "plain": [mk(1, 12, 0.89), mk(2, 24, 0.925), mk(5, 60, 0.937)],
+              "fastai": [mk(1, 9, 0.85), mk(5, 100, 0.935)]}
+    assert best_at(points["darkroom"], 49) == 0.93 and best_at(points["darkroom"], 9) is None
+    assert time_to(points["darkroom"], 0.935) == 50 and time_to(points["plain"], 0.935) == 60
+    assert time_to(points["darkroom"], 0.94) is None
+    verdicts = {(c["side"], c["budget"]): c["holds"] for c in front_check(points)}
+    # plain's 5 epochs beat every darkroom point that took no longer; fastai's 1 epoch came before darkroom's first
+    assert verdicts == {("plain", 1): True, ("plain", 2): True, ("plain", 5): False, ("fastai", 1): False,
+                        ("fastai", 5): True}
+
+
 def test_alternate_runs_sides_in_abba_order_and_stops_on_budget():
     order: list[str] = []
     results = common.alternate({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, 4)
@@ -260,6 +276,14 @@ def test_classifier_cpu_quick(tmp_path):
     summed = next(t for t in techniques if t["name"].startswith("summed loss"))  # the same SGD update as the baseline
     assert abs(summed["test_acc_mean"] - summed["baseline_acc_mean"]) <= 0.01
     assert len(recipe["rows"]) == len(techniques) and recipe["figures"]["seconds"] > 0
+    front = check_record(tmp_path / "classifier_cpu_pareto-quick.json")
+    points = front["figures"]["points"]
+    assert set(points) == {"darkroom", "plain"}  # fastai is not importable in this environment
+    assert all({"budget", "train_time_s", "test_acc_mean", "test_acc_std", "seeds"} <= set(p) for p in points["plain"])
+    assert [p["budget"] for p in points["darkroom"]] == [1, front["settings"]["record_preset"]]
+    assert set(front["figures"]["time_to_93_5_s"]) == {"darkroom", "plain"}
+    assert {"test_acc_mean", "train_time_s", "seeds"} <= set(front["figures"]["record_300s"])
+    assert (tmp_path / "classifier_cpu_pareto-quick.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -356,8 +380,8 @@ def test_make_bench_sends_the_fastai_part_to_the_fastai_python_when_it_exists(tm
     fastai_python.parent.mkdir()
     fastai_python.write_text("")
     assert run_cpu.planned_runs(args(fastai_python)) == [
-        ("classifier_cpu", sys.executable, ["--only", "throughput", "--only", "accuracy"]),
-        ("classifier_cpu", str(fastai_python), ["--only", "fastai"]),
+        ("classifier_cpu", sys.executable, ["--only", "throughput", "--only", "accuracy", "--only", "airbench-recipe"]),
+        ("classifier_cpu", str(fastai_python), ["--only", "fastai", "--only", "pareto"]),
         ("gan_cpu", sys.executable, [])]
 
 

@@ -2,6 +2,7 @@
 import argparse
 
 import pytest
+import torch
 
 from darkroom import config
 from darkroom.errors import UserError
@@ -61,3 +62,15 @@ def test_a_config_built_in_code_is_checked_by_the_same_rules():
         ClassifierConfig(batch_size=2.5)
     cfg = CycleGANConfig(lr=1)  # an int where a float is wanted is taken as that float
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+
+
+def test_fast_precision_is_bf16_where_the_device_multiplies_bf16_in_hardware(monkeypatch):
+    from darkroom import precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve("fast", cpu) == "bf16" and precision.resolve("fast", cuda) == "bf16"
+    assert precision.resolve("auto", cpu) == "fp32"  # auto keeps fp32 on every CPU
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve("fast", cpu) == "fp32" and precision.resolve("fast", cuda) == "bf16"
+    assert precision.resolve("fp32", cuda) == "fp32" and precision.resolve("bf16", cpu) == "bf16"

@@ -81,7 +81,7 @@ class ClassifierConfig:
     stem_bias_epochs: float = option(0.0, "train the whitening stem's bias for only the first N epochs, its LR falling "
                                      "linearly from its peak to 0 over them whatever --schedule, then frozen "
                                      "(airbench94_muon: 3); 0 = trained with the rest", low=0)
-    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
+    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fast (bf16 where the device multiplies bf16 in hardware: GPUs, AMX or AVX512-BF16 CPUs; else fp32), fp32, bf16 or fp16 (dynamic loss scaling)",
                             choices=precision.PRECISIONS)
     channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs, and ~1.3x for the CPU "
                                      "presets' nets on AVX2 CPUs)")

@@ -56,7 +56,7 @@ class CycleGANConfig:
     batch_size: int = option(1, "global batch size (split over ranks)", low=1)
     stop_after: int = option(0, "stop after this many iterations (0 = the whole schedule); the schedule is not "
                                 "shortened", low=0)
-    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (dynamic loss scaling)",
+    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fast (bf16 where the device multiplies bf16 in hardware: GPUs, AMX or AVX512-BF16 CPUs; else fp32), fp32, bf16 or fp16 (dynamic loss scaling)",
                             choices=precision.PRECISIONS)
     channels_last: bool = option(False, "channels_last memory format (faster on recent GPUs)")
     memory_lean: bool = option(False, "recompute the residual blocks in backward (gradient checkpointing)")

@@ -86,7 +86,7 @@ class GanConfig:
     ema_rampup: float = option(0.0, "--ema: cap the average's half-life at this fraction of the generator iterations "
                                "so far, so it forgets the initial weights early (StyleGAN2-ADA's ema_rampup, 0.05 "
                                "there; 0 = no cap)", low=0)
-    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16", choices=precision.PRECISIONS)
+    precision: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), fast (bf16 where the device multiplies bf16 in hardware: GPUs, AMX or AVX512-BF16 CPUs; else fp32), fp32, bf16 or fp16", choices=precision.PRECISIONS)
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on GPUs, and ~15% on "
                                  "AVX2 CPUs for these nets)")
     compile: bool = option(False, "torch.compile both nets")
