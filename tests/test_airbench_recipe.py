@@ -131,7 +131,7 @@ def test_new_fields_are_off_by_default_and_every_other_preset_resolves_as_before
         assert set(now) - set(old) == set(OFF), name
         assert {key: now[key] for key in old} == old, name
         assert {key: now[key] for key in OFF} == OFF, name
-    assert set(classifier.PRESETS) - set(before) == {"airbench94_muon"}
+    assert set(classifier.PRESETS) - set(before) == {"airbench94_muon", "fashion-mnist-fast", "fashion-mnist-record"}
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist-cpunet", "fashion-mnist-cpu", "darknet-small", "wrn_22-dawnbench",

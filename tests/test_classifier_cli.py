@@ -145,3 +145,22 @@ def test_progressive_stages_must_end_before_the_run(tmp_path):
     result = run_cli(["train", "classifier", "--preset", "fashion-mnist-cpu", *QUICK, "--out", str(tmp_path / "run")])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--progressive '20:2' resizes until epoch 2 of the 2 epochs" in result.stderr, result.stderr
+
+
+@needs_fashion
+def test_fast_preset_trains_in_bf16_exactly_where_the_cpu_multiplies_bf16(tmp_path):
+    """fashion-mnist-fast: no random crop, flips, label smoothing, --precision fast (bf16 only where native); every
+    budget of the pareto benchmark and the record name a preset that exists."""
+    from darkroom import classifier, precision
+
+    fast = classifier.PRESETS["fashion-mnist-fast"]
+    assert fast["pad"] == 0 and fast["precision"] == "fast" and fast["arch"] == "cpunet"
+    assert classifier.RECORD_PRESET in classifier.PRESETS
+    assert all(name in classifier.PRESETS for name in classifier.BUDGET_PRESETS.values())
+    out = tmp_path / "fast"
+    result = run_cli(["train", "classifier", "--preset", "fashion-mnist-fast", *QUICK, "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    expected = "bf16" if precision.cpu_has_native_bf16() else "fp32"
+    assert f"cpu, {expected}" in result.stdout + result.stderr
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["test_acc"] > 0.6
