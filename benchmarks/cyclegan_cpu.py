@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import common
+from benchmarks.cyclegan_cpu_pairs import pairs
 from darkroom import precision
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
 from darkroom import cyclegan
@@ -44,7 +45,11 @@ PRESET = cyclegan.PRESETS["fashion-mnist-shoes"]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny settings for development and tests")
-    parser.add_argument("--only", choices=("speed", "memory", "quality"), action="append", help="run only these parts")
+    parser.add_argument("--only", choices=("speed", "memory", "quality", "pairs"), action="append",
+                        help="run only these parts (pairs: benchmarks/cyclegan_cpu_pairs.py, its own JSON)")
+    parser.add_argument("--pairs", action="append", metavar="A,B",
+                        help="pairs: only these Fashion-MNIST class pairs (default: all of cyclegan_cpu_pairs.PAIRS)")
+    parser.add_argument("--pair-seed", type=int, default=0, help="pairs: the seed of every pair's run")
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per side")
     parser.add_argument("--steps", type=int, default=5, help="timed iterations per round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every usable core)")
@@ -441,9 +446,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_probe:
         memory_probe(args)
         return
-    parts = args.only or ["speed", "memory", "quality"]
+    parts = args.only or ["speed", "memory", "quality", "pairs"]
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="cyclegan-bench-") as scratch:
+        if "pairs" in parts:
+            write_pairs(args, Path(scratch))
         if "speed" in parts:
             figures["speed"] = speed(args)
             print(json.dumps({name: side["it_per_s"]["mean"] for name, side in figures["speed"].items()
@@ -452,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
             figures["memory"] = memory(args)
         if "quality" in parts:
             figures["quality"] = quality(args, Path(scratch))
+    if not figures:
+        return
     rows = []
     if "speed" in figures:
         rows += speed_rows(figures["speed"], args)
@@ -471,6 +480,18 @@ def main(argv: list[str] | None = None) -> None:
              "cores: above the core count, other jobs shared the machine and wall-clock numbers are pessimistic; CPU "
              "seconds per iteration are given beside them.")
     path = common.write_result("cyclegan_cpu" + ("-quick" if args.quick else ""), settings, figures, rows=rows, notes=notes,
+                               device="cpu")
+    print(f"wrote {path}")
+
+
+def write_pairs(args: argparse.Namespace, work: Path) -> None:
+    figures, rows = pairs(args, work)
+    settings = {"recipe": "darkroom train cyclegan --data fashion-mnist:A,B (no preset, no other flag)",
+                "seed": args.pair_seed, "torch_threads": args.threads, "quick": args.quick,
+                "judge": "darkroom eval cyclegan: the built-in Fashion-MNIST classifier on every held-out test image of "
+                         "each class; cycle L1 on [-1, 1] after the round trip through uint8",
+                "seconds": "wall time of the training command, start-up and data loading included"}
+    path = common.write_result("cyclegan_cpu_pairs" + ("-quick" if args.quick else ""), settings, figures, rows=rows,
                                device="cpu")
     print(f"wrote {path}")
 

@@ -43,6 +43,10 @@ SETTINGS = {
     "fashion-mnist-cpu": dict(gan.PRESETS["fashion-mnist-cpu"]),
 }
 LOSSES = ("wgan-gp", "wgan", "dcgan")
+BEST_PRESET = "fashion-mnist-dcgan-cpu"  # darkroom's best CPU preset for Fashion-MNIST (the `best` part)
+# issue 25's bars for it: 10,000 samples against the test split, trained in <= 10 minutes on the CPU
+BEST_BARS = {"frechet_inception_distance": 25.0, "modes_hit": 10, "mode_kl_fake_real": 0.02, "memo_nn_ratio": 1.0,
+             "train_time_s": 600.0}
 # quality: the preset tunes Adam for wgan-gp; the other losses get their papers' optimisers
 PAPER_OPTIMIZERS = {"wgan-gp": [], "wgan": ["--optimizer", "rmsprop", "--lr", "5e-5"],
                     "dcgan": ["--optimizer", "adam", "--lr", "2e-4", "--beta1", "0.5", "--beta2", "0.999"]}
@@ -51,7 +55,9 @@ PAPER_OPTIMIZERS = {"wgan-gp": [], "wgan": ["--optimizer", "rmsprop", "--lr", "5
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny settings for development and tests")
-    parser.add_argument("--only", choices=("speed", "memory", "quality"), action="append", help="run only these parts")
+    parser.add_argument("--only", choices=("speed", "memory", "quality", "best"), action="append",
+                        help="run only these parts (best: the --best preset as is, against issue 25's quality bars)")
+    parser.add_argument("--best", default=BEST_PRESET, choices=tuple(gan.PRESETS), help="best: the preset to train")
     parser.add_argument("--setting", choices=tuple(SETTINGS), action="append", help="speed/memory: only these settings")
     parser.add_argument("--loss", choices=LOSSES, action="append", help="quality: only these losses")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per side")
@@ -275,8 +281,50 @@ def quality(args: argparse.Namespace, work: Path, kept: dict | None = None) -> d
     return out
 
 
+def best(args: argparse.Namespace, work: Path) -> dict:
+    """The --best preset through the CLI exactly as a user runs it, scored by `darkroom eval gan` on --eval-n samples."""
+    run = work / args.best
+    extra = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--sample", "0.02", "--iterations", "3"] if args.quick else []
+    command = [sys.executable, "-m", "darkroom", "train", "gan", "--preset", args.best, *extra, "--out", str(run), "--quiet"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"training {args.best} failed: {result.stderr[-2000:]}")
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    picture = common.results_dir() / f"gan_cpu_best{'-quick' if args.quick else ''}.png"
+    shutil.copyfile(run / "samples" / "final.png" if (run / "samples" / "final.png").exists()
+                    else sorted((run / "samples").glob("iter_*.png"))[-1], picture)
+    scores = darkroom_eval(run, args.eval_n) or {}
+    training = {"preset": args.best, "command": " ".join(["darkroom", *command[3:]]), "wall_s": wall,
+                "train_time_s": last["train_time"], "generator_iterations": last["iteration"],
+                "precision": json.loads((run / "config.json").read_text())["config"].get("precision")}
+    measured = {key: scores.get(key) for key in BEST_BARS if key != "train_time_s"}
+    measured["train_time_s"] = training["train_time_s"]
+    met = {key: (value is not None and (value >= BEST_BARS[key] if key in ("modes_hit", "memo_nn_ratio")
+                                        else value <= BEST_BARS[key])) for key, value in measured.items()}
+    return {"training": training, "darkroom_eval": scores, "measured": measured, "bars": BEST_BARS, "met": met,
+            "all_met": all(met.values()), "eval_n": args.eval_n,
+            "grid": str(picture.relative_to(common.REPO)) if picture.is_relative_to(common.REPO) else str(picture)}
+
+
 def rows_for(figures: dict) -> list[dict]:
     rows = []
+    if figures.get("best"):
+        result, bars = figures["best"], BEST_BARS
+        measured = result["measured"]
+        row = common.comparison_row(
+            f"{result['training']['preset']}: domain FID, {result['eval_n']} samples vs the test split, after "
+            f"{measured['train_time_s']:.0f} s (CPU)", measured["frechet_inception_distance"], None, "FID", "",
+            note=f"{measured['modes_hit']:.0f} of 10 classes, class-histogram KL {_rounded(measured['mode_kl_fake_real'])}, "
+                 f"train-NN distance ratio {_rounded(measured['memo_nn_ratio'], 2)} (> 1: no copying); FID floor (real "
+                 f"train vs test) {_rounded(result['darkroom_eval'].get('frechet_inception_distance_floor'), 2)}; "
+                 f"{result['training']['generator_iterations']} iterations, {result['training']['precision']}")
+        row["target"] = (f"FID <= {bars['frechet_inception_distance']:.0f}, 10/10 classes, KL <= "
+                         f"{bars['mode_kl_fake_real']}, NN ratio >= 1, <= 600 s")
+        row["met"] = result["all_met"]
+        rows.append(row)
     for setting, sides in figures.get("speed", {}).items():
         dark, ref = (sides[name]["it_per_s"]["mean"] for name in ("darkroom", "reference"))
         rows.append(common.comparison_row(f"GAN generator iteration, {setting} setting: it/s (CPU)", dark, ref, "it/s",
@@ -324,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_probe:
         memory_probe(args)
         return
-    parts = args.only or ["speed", "memory", "quality"]
+    parts = args.only or ["speed", "memory", "quality", "best"]
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="gan-bench-") as scratch:
         if "speed" in parts:
@@ -334,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         if "quality" in parts:  # with --loss, the other losses' results are kept from the last result file
             kept = previous_figures("gan_cpu" + ("-quick" if args.quick else ""), []).get("quality", {}) if args.loss else {}
             figures["quality"] = {**kept, **quality(args, Path(scratch), kept)}
+        if "best" in parts:
+            figures["best"] = best(args, Path(scratch))
     settings = {"speed_settings": {name: {k: v for k, v in SETTINGS[name].items()} for name in args.setting or SETTINGS},
                 "rounds": args.rounds, "generator_iterations_per_round": args.steps, "torch_threads": args.threads,
                 "reference_workers": args.workers, "quick": args.quick,

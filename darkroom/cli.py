@@ -91,8 +91,16 @@ def given_settings(config_class: type, args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     module = trainer_module(args.task)
-    module.run(config_io.layered(module.CONFIG, module.PRESETS, args.preset, args.config,
-                                 given_settings(module.CONFIG, args)))
+    given = given_settings(module.CONFIG, args)
+    preset, presets = args.preset, module.PRESETS
+    if preset is None and hasattr(module, "default_preset"):  # a default that depends on the data (CycleGAN's size)
+        toml = config_io.read_toml(module.CONFIG, Path(args.config)) if args.config else {}
+        chosen = module.default_preset({**toml, **given})
+        if chosen is not None:
+            preset, sized, sentence = chosen
+            presets = {**presets, preset: {**presets[preset], **sized}}
+            print(sentence, file=sys.stderr)
+    module.run(config_io.layered(module.CONFIG, presets, preset, args.config, given))
     return 0
 
 

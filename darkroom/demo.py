@@ -1,4 +1,4 @@
-"""darkroom demo: the main job on Fashion-MNIST: a classifier, a WGAN-GP and a sneaker <-> ankle-boot CycleGAN,
+"""darkroom demo: the main job on Fashion-MNIST: a classifier, a GAN and a sneaker <-> ankle-boot CycleGAN,
 each at a CPU-sized budget (larger on a GPU), judged by the demo's own classifier, on one index page.
 
     darkroom demo            # 170 s on 2 AVX-512 CPU cores, 208 s with make's set-up (benchmarks/results/demo_cpu.json)
@@ -16,19 +16,19 @@ from darkroom.report.html import build_index, build_report
 
 # per phase: (settings on top of the task's preset) for full / quick / GPU
 BUDGETS = {
-    # full: 3 epochs / 700 iterations / 0.7 epochs took 289 + 369 + 414 s (+ 57 s evaluation) on 2 cores, over the
-    # 15-minute budget of `make demo` (benchmarks/results/demo_cpu.json); cut to about 0.6 of that. quick: 30 + 69 +
-    # 81 + 32 s with 120 GAN iterations, 0.12 CycleGAN epochs, 2,000 samples: 224 s, over 3 minutes; halved
+    # full: about 45 s a phase on 2 cores (benchmarks/results/demo_cpu.json); quick: about 10 s a phase
     "classifier": {"full": dict(epochs=2.0), "quick": dict(epochs=1.0, sample=0.25, test_sample=0.5),
                    "gpu": dict(epochs=10.0)},
-    "gan": {"full": dict(iterations=450, sample_every=75, checkpoint_every=75),
-            "quick": dict(iterations=60, sample_every=20, log_every=10, checkpoint_every=30),
-            "gpu": dict(iterations=3000, sample_every=250, batch_size=128)},
-    "cyclegan": {"full": dict(epochs=0.25, epochs_decay=0.2), "quick": dict(epochs=0.04, epochs_decay=0.02, sample_every=25,
+    # fashion-mnist-dcgan-cpu cut to 3,000 iterations (about 60 s with bf16 on 2 AMX cores)
+    "gan": {"full": dict(iterations=3000, max_minutes=0.0, sample_every=250, checkpoint_every=500),
+            "quick": dict(iterations=300, max_minutes=0.0, sample_every=100, log_every=25, checkpoint_every=150),
+            "gpu": dict(iterations=6000, max_minutes=0.0, sample_every=500, checkpoint_every=1000, batch_size=128)},
+    # small-images, the default for 28 px images, cut to 0.5 of its 3 epochs
+    "cyclegan": {"full": dict(epochs=0.2, epochs_decay=0.3), "quick": dict(epochs=0.04, epochs_decay=0.04, sample_every=25,
                                                                           log_every=10, checkpoint_every=50),
                  "gpu": dict(epochs=2.0, epochs_decay=2.0)},
 }
-PRESETS = {"classifier": "fashion-mnist-cpunet", "gan": "fashion-mnist-cpu", "cyclegan": "fashion-mnist-shoes"}
+PRESETS = {"classifier": "fashion-mnist-cpunet", "gan": "fashion-mnist-dcgan-cpu", "cyclegan": "small-images"}
 EVAL_SAMPLES = {"full": 10000, "quick": 1000, "gpu": 10000}
 
 

@@ -325,6 +325,27 @@ def test_flops_per_call_counts_forward_and_backward_of_a_matrix_product():
 
 
 @pytest.mark.slow
+def test_cyclegan_cpu_pairs_quick_trains_each_pair_with_the_default_and_names_the_worst(tmp_path):
+    """Each pair through `darkroom train cyclegan --data fashion-mnist:A,B` with no preset (the small-images default
+    chosen for 28 px images), scored by `darkroom eval cyclegan`; the worst pair and the acceptance read every pair."""
+    run_module("benchmarks.cyclegan_cpu", ["--quick", "--only", "pairs", "--pairs", "sneaker,ankle-boot",
+                                           "--pairs", "trouser,bag"], tmp_path, timeout=600)
+    record = check_record(tmp_path / "cyclegan_cpu_pairs-quick.json")
+    pairs = record["figures"]["pairs"]
+    assert [(p["a"], p["b"]) for p in pairs] == [("sneaker", "ankle-boot"), ("trouser", "bag")]
+    keys = {"a", "b", "accuracy_a2b", "accuracy_b2a", "cycle_l1_a2b", "cycle_l1_b2a", "fid_a2b", "fid_b2a", "seconds"}
+    assert all(keys <= set(p) for p in pairs)
+    assert all("small-images" in p["default_chosen"] and "--preset" not in p["command"] for p in pairs)
+    assert pairs[0]["accuracy_a2b"] != pairs[1]["accuracy_a2b"] or pairs[0]["fid_a2b"] != pairs[1]["fid_a2b"]
+    worst = min(pairs, key=lambda p: min(p["accuracy_a2b"], p["accuracy_b2a"]))
+    assert record["figures"]["worst_pair"] == f"{worst['a']},{worst['b']}"
+    assert record["figures"]["worst"]["accuracy"] == min(min(p["accuracy_a2b"], p["accuracy_b2a"]) for p in pairs)
+    assert record["figures"]["acceptance"]["pairs"] == 2 and len(record["rows"]) == 2
+    assert 0.9 <= pairs[1]["real_judged_a"] <= 1.0  # the judge on real trousers
+    assert (tmp_path / "cyclegan_cpu_pairs-quick.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_cyclegan_cpu_speed_quick_does_the_plain_loops_work(tmp_path):
     """darkroom's step makes fewer, batched generator calls but the same convolutions as the plain loop: its FLOPs per
     iteration are the plain loop's to within 2% (the first convolution's input gradient over the batched real images);

@@ -9,8 +9,8 @@ from torch import nn
 
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
 from darkroom.cyclegan.train import lr_factor
-from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,
-                                            cycle_loss, discriminator_loss, gan_loss, train_step)
+from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, CycleWeightControl, GeneratorPair, ImagePool,
+                                      LossWeights, cycle_loss, discriminator_loss, gan_loss, train_step)
 
 CPU = torch.device("cpu")
 
@@ -250,3 +250,46 @@ def test_skip_non_finite_leaves_nets_optimizers_and_pools_as_they_were():
     assert losses == twin_losses and "skipped" not in losses and all(map(math.isfinite, losses.values()))
     assert same({name: net.state_dict() for name, net in nets.items()},
                 {name: net.state_dict() for name, net in twin[0].items()})
+
+
+def test_adaptive_cycle_weights_scale_the_cycle_gradient_and_follow_the_error():
+    """--cycle-target: the step's cycle terms use the controller's weights, so with weights w the generators' gradient
+    equals the fixed-lambda step's at lambda = w (pinned against LossWeights), and afterwards each log-weight moved by
+    RATE * clamp(log(L1 / target), -1, 1) of that step's own cycle L1: up where the reconstruction was worse than the
+    target, down where it was better, within SPAN of the configured lambda."""
+    real_a, real_b = torch.rand(3, 1, 16, 16) * 2 - 1, torch.rand(3, 1, 16, 16) * 2 - 1
+
+    def step(weights, control=None):
+        nets = tiny_nets()
+        opt_g = Capture([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()])
+        opt_d = Capture([*nets["d_a"].parameters(), *nets["d_b"].parameters()])
+        step_nets = CycleGANNets(GeneratorPair(nets["g_ab"], nets["g_ba"]), nets["d_a"], nets["d_b"])
+        losses, _ = train_step(step_nets, real_a, real_b, opt_g, opt_d, ImagePool(50), ImagePool(50), weights, CPU,
+                               "fp32", torch.amp.GradScaler("cpu", enabled=False), control=control)
+        return losses, opt_g.grads
+
+    control = CycleWeightControl(10.0, 4.0, target=0.5, device=CPU)
+    control.log_factor = torch.tensor([math.log(2.0), math.log(0.5)])  # weights 20 and 2 for this step
+    adaptive, grads_adaptive = step(LossWeights(lambda_a=10.0, lambda_b=4.0, identity=0.3), control)
+    fixed, grads_fixed = step(LossWeights(lambda_a=20.0, lambda_b=2.0, identity=0.3))
+    for one, other in zip(grads_adaptive, grads_fixed):
+        torch.testing.assert_close(one, other, rtol=1e-5, atol=1e-7)
+    assert adaptive == pytest.approx(fixed, rel=1e-6)  # every term, the logged weights 20 and 2 included
+    assert (adaptive["lambda_a"], adaptive["lambda_b"]) == pytest.approx((20.0, 2.0))
+    l1 = torch.tensor([fixed["cycle_a"] / 20.0, fixed["cycle_b"] / 2.0])  # the step's own cycle L1s
+    expected = (torch.tensor([math.log(2.0), math.log(0.5)])
+                + CycleWeightControl.RATE * (l1 / 0.5).log().clamp(-1.0, 1.0))
+    torch.testing.assert_close(control.log_factor, expected)
+    assert (control.log_factor > torch.tensor([math.log(2.0), math.log(0.5)])).tolist() == (l1 > 0.5).tolist()
+
+    far = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)  # an unreachable target: the weight stops at SPAN
+    steps = int(math.log(CycleWeightControl.SPAN) / CycleWeightControl.RATE) + 5
+    for _ in range(steps):
+        far.update(torch.tensor([1.0, 1e-9]))  # A far above the target, B below it: each by more than the clamp
+    assert far.weights().tolist() == pytest.approx([10.0 * CycleWeightControl.SPAN, 10.0 / CycleWeightControl.SPAN])
+    near = CycleWeightControl(10.0, 10.0, target=0.1, device=CPU)
+    near.update(torch.tensor([0.1 * math.e ** 0.5, 0.1]))  # within the clamp: moved by RATE * log(ratio); on target: not
+    assert near.weights().tolist() == pytest.approx([10.0 * math.exp(0.5 * CycleWeightControl.RATE), 10.0])
+    restored = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)
+    restored.load_state_dict(far.state_dict())
+    assert torch.equal(restored.weights(), far.weights())

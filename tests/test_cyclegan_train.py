@@ -19,7 +19,8 @@ from conftest import needs_fashion, run_cli
 from darkroom import cli
 from darkroom.errors import UserError
 
-TINY = ["--ngf", "4", "--ndf", "4", "--generator", "resnet_6blocks", "--d-layers", "2", "--workers", "0", "--quiet",
+# --preset reference: the tests' folders hold small images, which would get the small-images default
+TINY = ["--preset", "reference", "--ngf", "4", "--ndf", "4", "--generator", "resnet_6blocks", "--d-layers", "2", "--workers", "0", "--quiet",
         "--val-images", "1"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny nets on a busy 2-core machine: one thread is much faster
 
@@ -68,7 +69,7 @@ def assert_run_folder(out: Path, steps: int) -> list[dict]:
 @needs_fashion
 def test_fashion_mnist_pair_two_steps_through_the_cli(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(["train", "cyclegan", "--preset", "fashion-mnist-shoes", *TINY, "--stop-after", "2",
+    result = run_cli(["train", "cyclegan", *TINY, "--preset", "fashion-mnist-shoes", "--stop-after", "2",
                       "--log-every", "1", "--sample-every", "2", "--out", str(out)], env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     assert "sneaker" in result.stdout and "ankle-boot" in result.stdout and f"run folder {out}" in result.stdout

@@ -181,9 +181,11 @@ def test_every_preset_resolves(name):
     assert settings.lr > 0 and settings.lr_d > 0
 
 
-def test_the_sngan_candidate_keeps_the_cpu_presets_nets_and_budget():
-    cpu, candidate = gan.PRESETS["fashion-mnist-cpu"], gan.PRESETS["fashion-mnist-sngan-cpu"]
-    kept = ("data", "image_size", "nz", "ngf", "ndf", "n_extra_layers", "batch_size", "max_minutes")
-    assert {key: candidate[key] for key in kept} == {key: cpu[key] for key in kept}
-    settings = gan.resolve(gan.GanConfig(**candidate))
-    assert (settings.spec.spectral_norm, settings.lr, settings.lr_d, candidate["loss"]) == (True, 1e-4, 4e-4, "hinge")
+def test_the_best_cpu_preset_keeps_the_cpu_presets_nets_and_trains_as_dcgan_with_an_ema():
+    cpu, best = gan.PRESETS["fashion-mnist-cpu"], gan.PRESETS["fashion-mnist-dcgan-cpu"]
+    kept = ("data", "image_size", "nz", "ngf", "ndf", "n_extra_layers", "batch_size")
+    assert {key: best[key] for key in kept} == {key: cpu[key] for key in kept}
+    settings = gan.resolve(gan.GanConfig(**best))
+    assert (settings.n_critic, settings.lr, settings.lr_d, best["loss"]) == (1, 2e-4, 2e-4, "dcgan")
+    assert best["ema"] > 0 and best["lr_decay"] == "none" and best["precision"] == "fast"
+    assert best["max_minutes"] <= 10  # issue 25's budget

@@ -203,7 +203,7 @@ def test_cyclegan_steps_make_no_host_sync(tmp_path, recorder, monkeypatch):
 
     data = unpaired_layout(tmp_path / "data", "L", count=2 * STEPS)
     count_steps(monkeypatch, recorder, cyclegan_train, "train_step_on_device")
-    code = cli.main(["train", "cyclegan", "--data", str(data), "--ngf", "4", "--ndf", "4", "--generator",
+    code = cli.main(["train", "cyclegan", "--data", str(data), "--preset", "reference", "--ngf", "4", "--ndf", "4", "--generator",
                      "resnet_6blocks", "--d-layers", "2", "--workers", "0", "--val-images", "0", "--load-size", "20",
                      "--crop-size", "16", "--batch-size", "2", "--epochs", "1", "--epochs-decay", "0", "--pool-size",
                      "3", "--log-every", "100", "--sample-every", "100", "--out", str(tmp_path / "run")])

@@ -99,6 +99,34 @@ def resolve_domains(data: str, data_a: str | None, data_b: str | None, data_root
             DomainFiles(shown(folders.folders[("train", "B")]), paths=folders.paths("train", "B")), shown(folders.root))
 
 
+BUILTIN_SIDES = {"fashion-mnist": 28, "mnist": 28, "cifar10": 32}  # px
+
+
+def native_side(data: str, data_a: str | None, data_b: str | None, probe: int = 16) -> int | None:
+    """The domains' image size where it is known without downloading or decoding: the built-in sets' 28 or 32 px,
+    else the largest shorter side among the first `probe` files of each local folder (headers only); None for a
+    dataset not on disk yet (a URL or an official name) or a folder that cannot be read (the run says why later)."""
+    if data_a or data_b:
+        roots = [Path(folder) for folder in (data_a, data_b) if folder]
+    else:
+        name, _ = sources.parse_spec(data)
+        if name in BUILTIN_SIDES:
+            return BUILTIN_SIDES[name]
+        root = Path(data)
+        roots = [root / "trainA", root / "trainB"] if root.is_dir() else []
+    sides = []
+    for root in roots:
+        if not root.is_dir():
+            return None
+        for path in list_images(root)[:probe]:
+            try:
+                with Image.open(path) as image:
+                    sides.append(min(image.size))
+            except Exception:  # noqa: BLE001 - a bad file is the data checks' to name, with the flag at fault
+                continue
+    return max(sides) if sides else None
+
+
 def _folder_domain(folder: str, flag: str) -> DomainFiles:
     path = Path(folder)
     if not path.is_dir():

@@ -5,6 +5,7 @@ reference calls these netG_A and netD_A; its loss_G_A is our gan_ab and its loss
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,8 @@ from torch import nn
 from darkroom import dist, precision
 
 GAN_LOSSES = ("lsgan", "vanilla")
-LOSS_TERMS = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b")
+# the step's logged values: its loss terms, then the cycle weights it used (fixed, or --cycle-target's)
+LOSS_TERMS = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b", "lambda_a", "lambda_b")
 
 
 def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
@@ -49,6 +51,45 @@ class LossWeights:
     identity: float = 0.5  # identity L1 weight, relative to lambda (0 turns it off; arXiv:1703.10593 section 5.2)
     gan: str = "lsgan"
     decoder: float = 1.0  # cycle gradient into the reconstructing generator, relative to the translating one
+
+
+class CycleWeightControl:
+    """--cycle-target: each direction's cycle weight follows its own reconstruction error instead of a hand-set lambda.
+
+    After every step, log(lambda_x) += RATE * clamp(log(L1_x / target), -1, 1), where L1_x is that step's mean
+    |F(G(x)) - x| (averaged over ranks), kept within [lambda_x0 / SPAN, lambda_x0 * SPAN] of the configured lambda_x0
+    (the clamp keeps the first steps, whose reconstructions are still noise, from driving the weight up). A direction
+    whose reconstructions stay worse than the target gets a larger weight; one that reconstructs better than needed
+    gets a smaller one, leaving its translator more room for the adversarial term. A pair's shapes decide what each
+    direction needs: rebuilding a bag from a trouser needs more weight than rebuilding a trouser from a bag.
+    Lives on the device (no host sync) and in the checkpoint (resume is exact)."""
+
+    RATE = 0.005  # per step: an L1 e times the target (or more) multiplies lambda by e in 200 steps
+    SPAN = 10.0
+
+    def __init__(self, lambda_a: float, lambda_b: float, target: float, device: torch.device) -> None:
+        if target <= 0:
+            raise ValueError("cycle target must be > 0")
+        self.target = target
+        self.base = torch.tensor([lambda_a, lambda_b], dtype=torch.float32, device=device)
+        self.log_factor = torch.zeros(2, dtype=torch.float32, device=device)
+
+    def weights(self) -> torch.Tensor:
+        """(lambda_a, lambda_b) for this step, (2,) float32 on the device."""
+        return self.base * self.log_factor.exp()
+
+    def update(self, l1: torch.Tensor) -> None:
+        """l1: this step's (L1_a, L1_b) on the device (the same on every rank after the mean)."""
+        l1 = dist.all_reduce_mean(l1.detach().float().clone())
+        bound = math.log(self.SPAN)
+        error = (l1.clamp_min(1e-12) / self.target).log().clamp(-1.0, 1.0)
+        self.log_factor = (self.log_factor + self.RATE * error).clamp(-bound, bound)
+
+    def state_dict(self) -> dict:
+        return {"log_factor": self.log_factor.detach().cpu().clone(), "target": self.target}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.log_factor = state["log_factor"].to(self.log_factor.device, torch.float32)
 
 
 def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -156,11 +197,11 @@ def _requires_grad_(module: nn.Module, flag: bool) -> None:
 def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
                device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
-               skip_non_finite: bool = False) -> tuple[dict[str, float], dict]:
+               skip_non_finite: bool = False, control: CycleWeightControl | None = None) -> tuple[dict[str, float], dict]:
     """One CycleGAN iteration (train_step_on_device) with every loss term read as a float (one device sync) and the
     images of this step (for sample grids); a skipped step's losses hold "skipped": 1.0."""
     values, skipped, images = train_step_on_device(nets, real_a, real_b, opt_g, opt_d, pool_a, pool_b, weights, device,
-                                                   precision_name, scaler, skip_non_finite)
+                                                   precision_name, scaler, skip_non_finite, control)
     losses = dict(zip(LOSS_TERMS, values.tolist()))
     return ({**losses, "skipped": 1.0} if skipped else losses), images
 
@@ -168,7 +209,8 @@ def train_step(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, o
 def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch.Tensor, opt_g: torch.optim.Optimizer,
                          opt_d: torch.optim.Optimizer, pool_a: ImagePool, pool_b: ImagePool, weights: LossWeights,
                          device: torch.device, precision_name: str, scaler: torch.amp.GradScaler,
-                         skip_non_finite: bool = False) -> tuple[torch.Tensor, bool, dict]:
+                         skip_non_finite: bool = False, control: CycleWeightControl | None = None
+                         ) -> tuple[torch.Tensor, bool, dict]:
     """One CycleGAN iteration on real_a (B, Ca, H, W) and real_b (B, Cb, H, W) in [-1, 1], nothing read on the host
     (outside --on-nan skip and fp16's GradScaler): (the LOSS_TERMS values (9,) on the device, skipped, images).
 
@@ -176,6 +218,7 @@ def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch
     skip_non_finite (--on-nan skip; fp16's GradScaler skips overflows by itself): when a loss is non-finite on any
     rank (a host decision, one sync), neither optimizer steps and both pools are left as they were; skipped is True.
     The G step waits for the D losses then (D's forward does not read G's parameters: the fakes are detached).
+    control (--cycle-target): the cycle weights come from it and it moves them after the step (not after a skipped one).
     """
     use_identity = weights.identity > 0
     d_a, d_b = _unwrapped(nets.d_a), _unwrapped(nets.d_b)  # the G step needs no D gradients: no DDP sync there
@@ -187,15 +230,21 @@ def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch
     with precision.autocast(device, precision_name):
         images = nets.generators(real_a, real_b, use_identity, weights.decoder)
         logits_fake_b, logits_fake_a = d_b(images["fake_b"]), d_a(images["fake_a"])
+    if control is not None:
+        lambdas = control.weights()
+        lambda_a, lambda_b = lambdas[0], lambdas[1]
+    else:
+        lambda_a, lambda_b = weights.lambda_a, weights.lambda_b
+    l1_a, l1_b = cycle_loss(real_a, images["rec_a"]), cycle_loss(real_b, images["rec_b"])
     terms = {
         "gan_ab": gan_loss(logits_fake_b, True, weights.gan),
         "gan_ba": gan_loss(logits_fake_a, True, weights.gan),
-        "cycle_a": cycle_loss(real_a, images["rec_a"]) * weights.lambda_a,
-        "cycle_b": cycle_loss(real_b, images["rec_b"]) * weights.lambda_b,
+        "cycle_a": l1_a * lambda_a,
+        "cycle_b": l1_b * lambda_b,
     }
     if use_identity:
-        terms["idt_a"] = cycle_loss(real_a, images["idt_a"]) * weights.lambda_a * weights.identity
-        terms["idt_b"] = cycle_loss(real_b, images["idt_b"]) * weights.lambda_b * weights.identity
+        terms["idt_a"] = cycle_loss(real_a, images["idt_a"]) * lambda_a * weights.identity
+        terms["idt_b"] = cycle_loss(real_b, images["idt_b"]) * lambda_b * weights.identity
     loss_g = sum(terms.values())  # logged as the reference's G loss whatever the decoder weight
     # decoder k: the cycle terms count k times, and the gradient through each fake into the translator was divided
     # by k (GeneratorPair), so the translators' cycle gradient stays lambda and the reconstructors' becomes k lambda
@@ -218,6 +267,8 @@ def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch
     terms["d_a"] = discriminator_loss(logits_a[:n_a], logits_a[n_a:], weights.gan)
     terms["d_b"] = discriminator_loss(logits_b[:n_b], logits_b[n_b:], weights.gan)
     terms["g"] = loss_g
+    terms["lambda_a"], terms["lambda_b"] = (value.detach() if isinstance(value, torch.Tensor)
+                                            else loss_g.new_full((), value) for value in (lambda_a, lambda_b))
     images = {name: image.detach() for name, image in images.items()}
     if skip_non_finite:
         if not dist.finite_on_every_rank((loss_g + terms["d_a"] + terms["d_b"]).detach()):
@@ -229,10 +280,12 @@ def train_step_on_device(nets: CycleGANNets, real_a: torch.Tensor, real_b: torch
     scaler.scale(terms["d_a"] + terms["d_b"]).backward()
     scaler.step(opt_d)
     scaler.update()
+    if control is not None:
+        control.update(torch.stack([l1_a, l1_b]))
     return _stacked(terms), False, images
 
 
 def _stacked(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Every term of LOSS_TERMS (0.0 for the identity terms when they are off), (9,) float32 on the device."""
+    """Every value of LOSS_TERMS (0.0 for the identity terms when they are off), (11,) float32 on the device."""
     zero = terms["g"].new_zeros(())
     return torch.stack([terms.get(name, zero).detach().float() for name in LOSS_TERMS])

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from darkroom import dist, launch, lifecycle, precision
 from darkroom.cyclegan import data as data_io
 from darkroom.cyclegan.config import RESUME_MAY_CHANGE, CycleGANConfig, check_config
-from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, GeneratorPair, ImagePool, LossWeights,  # noqa: F401
-                                      train_step, train_step_on_device)  # train_step: the module's API
+from darkroom.cyclegan.losses import (LOSS_TERMS, CycleGANNets, CycleWeightControl, GeneratorPair,  # noqa: F401
+                                      ImagePool, LossWeights, train_step, train_step_on_device)  # train_step: the module's API
 from darkroom.cyclegan.nets import build_generator, build_nets  # noqa: F401 (build_generator: the module's API)
 from darkroom.cyclegan.presets import PRESETS  # noqa: F401 (the trainer module carries its table, as CONFIG)
 from darkroom.cyclegan.records import (DeviceSums, count_step, draw_grid, log_window, new_window, record_validation,
@@ -84,9 +84,11 @@ class Parts:
     scaler: torch.amp.GradScaler
     pools: tuple[ImagePool, ImagePool]
     sums: DeviceSums  # the losses on the device between host reads
+    control: CycleWeightControl | None = None  # --cycle-target's adaptive cycle weights
 
     def checkpointed(self) -> dict:
-        return {**self.nets, "opt_g": self.opt_g, "opt_d": self.opt_d, "scaler": self.scaler}
+        return {**self.nets, "opt_g": self.opt_g, "opt_d": self.opt_d, "scaler": self.scaler,
+                **({"cycle_weights": self.control} if self.control is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ def build_parts(cfg: CycleGANConfig, info: dist.DistInfo, data: Data, precision_
                  scaler=precision.make_scaler(precision_name, info.device),
                  pools=(ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),  # one pair per rank
                         ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2)),
-                 sums=DeviceSums(info.device))
+                 sums=DeviceSums(info.device),
+                 control=CycleWeightControl(cfg.lambda_a, cfg.lambda_b, cfg.cycle_target, info.device)
+                 if cfg.cycle_target > 0 else None)
 
 
 def schedule_of(cfg: CycleGANConfig, steps_per_epoch: int) -> Schedule:
@@ -176,7 +180,7 @@ def train(life: lifecycle.Run, parts: Parts, data: Data, state: dict, schedule: 
             real_b = to_input(batch_b, info.device, cfg.channels_last)
             values, skipped, _ = train_step_on_device(step_nets, real_a, real_b, parts.opt_g, parts.opt_d,
                                                       parts.pools[0], parts.pools[1], weights, info.device,
-                                                      precision_name, parts.scaler, skip_non_finite)
+                                                      precision_name, parts.scaler, skip_non_finite, parts.control)
             if not skipped:  # fp16's non-finite steps are the GradScaler's to skip; any other stops the run
                 parts.sums.add(values, state["step"], watch=precision_name != "fp16")
             state["step"] += 1

@@ -124,6 +124,8 @@ TERMS: dict[str, tuple[str, str, bool]] = {
     "cycle": _score("cycle loss", "λ-weighted |F(G(x)) − x| on training images; lower is better"),
     "idt": _score("identity loss", "weighted |G(y) − y| for images already in the target domain; 0 when off"),
     "val_cycle": _score("held-out cycle error", "mean |F(G(x)) − x| on held-out images, pixels on [-1, 1]; lower is better"),
+    "lambda": _setting("cycle weight λ", "the cycle loss weight this step used: --lambda-a/-b, or where --cycle-target "
+                       "moved it"),
     "d": _score("discriminator loss", "LSGAN loss of the domain's discriminator; near 0.25-0.5 is a balanced game"),
     "g": _score("generator total loss", "sum of both generators' adversarial, cycle and identity terms; lower is better"),
     "held_out": _setting("validation images held out", "true when the validation images are not training images"),
@@ -143,7 +145,7 @@ TERMS: dict[str, tuple[str, str, bool]] = {
     "bad_images": _setting("unreadable images skipped", "training files that could not be decoded (--on-bad-image skip)"),
     "skipped_images": _setting("unreadable images skipped", "training files that could not be decoded (--on-bad-image skip)"),
 }
-DOMAIN_BASES = ("cycle", "idt", "val_cycle", "d")  # `<base>_a` / `<base>_b`: the term of domain A or B
+DOMAIN_BASES = ("cycle", "idt", "val_cycle", "d", "lambda")  # `<base>_a` / `<base>_b`: the term of domain A or B
 DIRECTIONS = {"a2b": "A→B", "b2a": "B→A"}
 
 

@@ -32,6 +32,8 @@ def group_name(key: str) -> str:
         return "accuracy"
     if key.startswith("val_cycle_"):
         return "val_cycle"
+    if key in ("lambda_a", "lambda_b"):  # CycleGAN's cycle weights (fixed, or --cycle-target's)
+        return "cycle weights"
     return key
 
 

@@ -1,0 +1,86 @@
+"""The CycleGAN default follows the images: domains of images up to 64 px get the small-images preset (sized to the
+images) when no --preset is given; larger or unknown ones keep the reference's settings; flags still win."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from darkroom import cli
+from darkroom.cyclegan import PRESETS
+from darkroom.cyclegan.config import SMALL_IMAGES, default_preset
+from darkroom.cyclegan.data import native_side
+
+TINY = ["--ngf", "4", "--ndf", "4", "--d-layers", "2", "--workers", "0", "--quiet", "--val-images", "1",
+        "--stop-after", "1"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(count)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8), "L").save(folder / f"{index:03d}.png")
+    return folder
+
+
+def test_native_side_reads_builtin_sets_and_folder_headers(tmp_path):
+    assert native_side("fashion-mnist:sneaker,ankle-boot", None, None) == 28
+    assert native_side("cifar10:cat,dog", None, None) == 32
+    a, b = write_images(tmp_path / "a", 3, (40, 30)), write_images(tmp_path / "b", 3, (50, 36))
+    assert native_side("ignored", str(a), str(b)) == 36  # the larger domain's shorter side
+    layout = tmp_path / "set"
+    write_images(layout / "trainA", 2, (20, 24))
+    write_images(layout / "trainB", 2, (22, 22))
+    assert native_side(str(layout), None, None) == 22
+    assert native_side("horse2zebra", None, None) is None  # not on disk: nothing to read without downloading
+    assert native_side("https://example.com/x.zip", None, None) is None
+    assert native_side("ignored", str(a), str(tmp_path / "missing")) is None
+
+
+def test_default_preset_by_size(tmp_path):
+    name, sized, sentence = default_preset({})  # the default data: Fashion-MNIST's 28 px
+    assert name == "small-images" and name in PRESETS and sized == {"load_size": 28, "crop_size": 28}
+    assert "28 px" in sentence and "--preset reference" in sentence
+    odd = write_images(tmp_path / "odd", 2, (30, 30))
+    assert default_preset({"data_a": str(odd), "data_b": str(odd)})[1] == {"load_size": 30, "crop_size": 28}
+    big = write_images(tmp_path / "big", 2, (SMALL_IMAGES + 1, SMALL_IMAGES + 1))
+    assert default_preset({"data_a": str(big), "data_b": str(odd)}) is None
+    edge = write_images(tmp_path / "edge", 2, (SMALL_IMAGES, SMALL_IMAGES))
+    assert default_preset({"data_a": str(edge), "data_b": str(edge)})[1]["crop_size"] == SMALL_IMAGES
+
+
+def train(args: list[str], capsys) -> tuple[dict, str]:
+    out = Path(args[args.index("--out") + 1])
+    code = cli.main(["train", "cyclegan", *args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads((out / "config.json").read_text())["config"], captured.err
+
+
+def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(tmp_path, capsys):
+    a, b = write_images(tmp_path / "a", 6, (24, 24)), write_images(tmp_path / "b", 6, (24, 24))
+    config, err = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--out", str(tmp_path / "run")], capsys)
+    recipe = PRESETS["small-images"]
+    assert "small-images" in err and "24 px" in err
+    assert (config["load_size"], config["crop_size"]) == (24, 24)
+    for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs"):
+        assert config[key] == recipe[key], key
+    assert config["ngf"] == 4  # a flag beats the default
+    flags, _ = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--lambda-a", "3", "--crop-size", "20",
+                      "--out", str(tmp_path / "flags")], capsys)
+    assert flags["lambda_a"] == 3.0 and flags["crop_size"] == 20 and flags["load_size"] == 24
+
+
+def test_an_explicit_preset_or_large_images_keep_their_settings(tmp_path, capsys):
+    a, b = write_images(tmp_path / "a", 6, (24, 24)), write_images(tmp_path / "b", 6, (24, 24))
+    config, err = train(["--data-a", str(a), "--data-b", str(b), "--preset", "reference", *TINY, "--load-size", "24",
+                         "--crop-size", "24", "--out", str(tmp_path / "run")], capsys)
+    assert "small-images" not in err
+    assert config["lambda_a"] == 10.0 and config["blocks"] == 0 and config["generator"] == "resnet_9blocks"
+    big_a, big_b = write_images(tmp_path / "ba", 3, (80, 72)), write_images(tmp_path / "bb", 3, (80, 72))
+    config, err = train(["--data-a", str(big_a), "--data-b", str(big_b), *TINY, "--load-size", "72", "--crop-size", "64",
+                         "--out", str(tmp_path / "big")], capsys)
+    assert "small-images" not in err and config["lambda_a"] == 10.0 and config["batch_size"] == 1
