@@ -61,7 +61,7 @@ def train(args: list[str], capsys) -> tuple[dict, str]:
 
 
 def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(tmp_path, capsys):
-    a, b = write_images(tmp_path / "a", 6, (24, 24)), write_images(tmp_path / "b", 6, (24, 24))
+    a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
     config, err = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--out", str(tmp_path / "run")], capsys)
     recipe = PRESETS["small-images"]
     assert "small-images" in err and "24 px" in err
@@ -75,7 +75,7 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
 
 
 def test_an_explicit_preset_or_large_images_keep_their_settings(tmp_path, capsys):
-    a, b = write_images(tmp_path / "a", 6, (24, 24)), write_images(tmp_path / "b", 6, (24, 24))
+    a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
     config, err = train(["--data-a", str(a), "--data-b", str(b), "--preset", "reference", *TINY, "--load-size", "24",
                          "--crop-size", "24", "--out", str(tmp_path / "run")], capsys)
     assert "small-images" not in err

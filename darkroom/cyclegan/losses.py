@@ -65,7 +65,7 @@ class CycleWeightControl:
     Lives on the device (no host sync) and in the checkpoint (resume is exact)."""
 
     RATE = 0.005  # per step: an L1 e times the target (or more) multiplies lambda by e in 200 steps
-    SPAN = 10.0
+    SPAN = 3.0
 
     def __init__(self, lambda_a: float, lambda_b: float, target: float, device: torch.device) -> None:
         if target <= 0:
