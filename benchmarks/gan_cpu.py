@@ -9,8 +9,9 @@ for the same training time; each run's sample grid and `darkroom eval gan RUN` n
     python -m benchmarks.gan_cpu                         # everything (13 minutes on 2 AVX-512 cores)
     python -m benchmarks.gan_cpu --only speed --rounds 4
     python -m benchmarks.gan_cpu --only quality --loss wgan-gp
+    python -m benchmarks.gan_cpu --only best             # (c) fashion-mnist-dcgan-cpu as is, against issue 25's bars
     python -m benchmarks.gan_cpu --quick                 # tiny settings: checks the code paths, numbers mean nothing
-Writes gan_cpu.json (gan_cpu-quick.json under --quick) to $OUT or benchmarks/results/.
+Writes gan_cpu.json, and gan_cpu_best.json for (c) (-quick names under --quick), to $OUT or benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -309,10 +310,10 @@ def best(args: argparse.Namespace, work: Path) -> dict:
             "grid": str(picture.relative_to(common.REPO)) if picture.is_relative_to(common.REPO) else str(picture)}
 
 
-def rows_for(figures: dict) -> list[dict]:
-    rows = []
-    if figures.get("best"):
-        result, bars = figures["best"], BEST_BARS
+def best_rows(result: dict) -> list[dict]:
+    """One row: the best preset's FID against issue 25's bars (gan_cpu_best.json)."""
+    rows, bars = [], BEST_BARS
+    if result:
         measured = result["measured"]
         row = common.comparison_row(
             f"{result['training']['preset']}: domain FID, {result['eval_n']} samples vs the test split, after "
@@ -325,6 +326,11 @@ def rows_for(figures: dict) -> list[dict]:
                          f"{bars['mode_kl_fake_real']}, NN ratio >= 1, <= 600 s")
         row["met"] = result["all_met"]
         rows.append(row)
+    return rows
+
+
+def rows_for(figures: dict) -> list[dict]:
+    rows = []
     for setting, sides in figures.get("speed", {}).items():
         dark, ref = (sides[name]["it_per_s"]["mean"] for name in ("darkroom", "reference"))
         rows.append(common.comparison_row(f"GAN generator iteration, {setting} setting: it/s (CPU)", dark, ref, "it/s",
@@ -382,8 +388,17 @@ def main(argv: list[str] | None = None) -> None:
         if "quality" in parts:  # with --loss, the other losses' results are kept from the last result file
             kept = previous_figures("gan_cpu" + ("-quick" if args.quick else ""), []).get("quality", {}) if args.loss else {}
             figures["quality"] = {**kept, **quality(args, Path(scratch), kept)}
-        if "best" in parts:
-            figures["best"] = best(args, Path(scratch))
+        if "best" in parts:  # its own file: this machine's numbers, not mixed into the parts kept from earlier runs
+            result = best(args, Path(scratch))
+            path = common.write_result("gan_cpu_best" + ("-quick" if args.quick else ""),
+                                       {"preset": args.best, "eval_n": args.eval_n, "torch_threads": args.threads,
+                                        "quick": args.quick, "bars": BEST_BARS,
+                                        "protocol": "the preset through the CLI as is, then darkroom eval gan --n N"},
+                                       result, rows=best_rows(result), device="cpu")
+            print(f"wrote {path}")
+            parts = [part for part in parts if part != "best"]
+            if not parts:
+                return
     settings = {"speed_settings": {name: {k: v for k, v in SETTINGS[name].items()} for name in args.setting or SETTINGS},
                 "rounds": args.rounds, "generator_iterations_per_round": args.steps, "torch_threads": args.threads,
                 "reference_workers": args.workers, "quick": args.quick,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from benchmarks import common, table
+from conftest import needs_fashion
 from benchmarks.classifier_cpu import first_reaching, time_row
 from benchmarks import gpu
 from benchmarks.gpu_airbench import cifar_format, parse_final_row
@@ -325,6 +326,26 @@ def test_flops_per_call_counts_forward_and_backward_of_a_matrix_product():
 
 
 @pytest.mark.slow
+@needs_fashion
+def test_gan_cpu_best_quick_scores_the_preset_against_issue_25s_bars(tmp_path):
+    """The best preset through the CLI as is, `darkroom eval gan`, each bar judged from the measured value, in its own
+    file (the earlier parts' speed rows keep the machine they were measured on)."""
+    run_module("benchmarks.gan_cpu", ["--quick", "--only", "best"], tmp_path, timeout=600)
+    record = check_record(tmp_path / "gan_cpu_best-quick.json")
+    assert not (tmp_path / "gan_cpu-quick.json").exists()
+    figures = record["figures"]
+    assert figures["training"]["preset"] == "fashion-mnist-dcgan-cpu" and "--preset fashion-mnist-dcgan-cpu" in \
+        figures["training"]["command"]
+    measured, bars = figures["measured"], figures["bars"]
+    assert measured["frechet_inception_distance"] == figures["darkroom_eval"]["frechet_inception_distance"]
+    assert figures["met"]["frechet_inception_distance"] == (measured["frechet_inception_distance"] <= 25.0)
+    assert figures["met"]["modes_hit"] == (measured["modes_hit"] >= 10)
+    assert figures["all_met"] == all(figures["met"].values())
+    assert set(bars) == set(measured) and (tmp_path / "gan_cpu_best-quick.png").stat().st_size > 100
+
+
+@pytest.mark.slow
+@needs_fashion
 def test_cyclegan_cpu_pairs_quick_trains_each_pair_with_the_default_and_names_the_worst(tmp_path):
     """Each pair through `darkroom train cyclegan --data fashion-mnist:A,B` with no preset (the small-images default
     chosen for 28 px images), scored by `darkroom eval cyclegan`; the worst pair and the acceptance read every pair."""
