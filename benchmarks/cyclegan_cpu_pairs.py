@@ -63,7 +63,7 @@ def train_pair(a: str, b: str, run: Path, args: argparse.Namespace) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"training {a} <-> {b} failed: {done.stderr.strip()[-2000:]}")
     status = json.loads((run / "status.json").read_text())
-    chosen = [line for line in done.stderr.splitlines() if "no --preset" in line]
+    chosen = [line for line in done.stdout.splitlines() if "no --preset" in line]
     return {"command": " ".join(["darkroom", *command[3:]]), "wall_s": wall, "train_time_s": status.get("train_time"),
             "iterations": status.get("step"), "default_chosen": chosen[0] if chosen else None,
             "summary": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""}

@@ -99,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
         if chosen is not None:
             preset, sized, sentence = chosen
             presets = {**presets, preset: {**presets[preset], **sized}}
-            print(sentence, file=sys.stderr)
+            print(sentence)  # stdout, with the trainers' other banners: stderr holds only a bad input's one sentence
     module.run(config_io.layered(module.CONFIG, presets, preset, args.config, given))
     return 0
 

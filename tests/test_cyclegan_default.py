@@ -57,14 +57,15 @@ def train(args: list[str], capsys) -> tuple[dict, str]:
     code = cli.main(["train", "cyclegan", *args])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    return json.loads((out / "config.json").read_text())["config"], captured.err
+    assert captured.err == ""
+    return json.loads((out / "config.json").read_text())["config"], captured.out
 
 
 def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(tmp_path, capsys):
     a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
-    config, err = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--out", str(tmp_path / "run")], capsys)
+    config, out = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--out", str(tmp_path / "run")], capsys)
     recipe = PRESETS["small-images"]
-    assert "small-images" in err and "24 px" in err
+    assert "small-images" in out and "24 px" in out
     assert (config["load_size"], config["crop_size"]) == (24, 24)
     for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs"):
         assert config[key] == recipe[key], key
@@ -76,11 +77,11 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
 
 def test_an_explicit_preset_or_large_images_keep_their_settings(tmp_path, capsys):
     a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
-    config, err = train(["--data-a", str(a), "--data-b", str(b), "--preset", "reference", *TINY, "--load-size", "24",
+    config, out = train(["--data-a", str(a), "--data-b", str(b), "--preset", "reference", *TINY, "--load-size", "24",
                          "--crop-size", "24", "--out", str(tmp_path / "run")], capsys)
-    assert "small-images" not in err
+    assert "small-images" not in out
     assert config["lambda_a"] == 10.0 and config["blocks"] == 0 and config["generator"] == "resnet_9blocks"
     big_a, big_b = write_images(tmp_path / "ba", 3, (80, 72)), write_images(tmp_path / "bb", 3, (80, 72))
-    config, err = train(["--data-a", str(big_a), "--data-b", str(big_b), *TINY, "--load-size", "72", "--crop-size", "64",
+    config, out = train(["--data-a", str(big_a), "--data-b", str(big_b), *TINY, "--load-size", "72", "--crop-size", "64",
                          "--out", str(tmp_path / "big")], capsys)
-    assert "small-images" not in err and config["lambda_a"] == 10.0 and config["batch_size"] == 1
+    assert "small-images" not in out and config["lambda_a"] == 10.0 and config["batch_size"] == 1
