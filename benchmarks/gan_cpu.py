@@ -225,6 +225,20 @@ def memory(args: argparse.Namespace) -> dict:
 # -- quality -------------------------------------------------------------------------------------------
 
 
+def train_cli(args: argparse.Namespace, preset: str, extra: list[str], run: Path
+              ) -> tuple[list[str], float, dict, subprocess.CompletedProcess]:
+    """`darkroom train gan --preset PRESET EXTRA --out RUN --quiet` in a child process: (command, wall seconds, the
+    last metrics line, the finished process); a failed run stops the benchmark with its stderr."""
+    command = [sys.executable, "-m", "darkroom", "train", "gan", "--preset", preset, *extra, "--out", str(run), "--quiet"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"training {preset} failed: {result.stderr[-2000:]}")
+    return command, wall, json.loads((run / "metrics.jsonl").read_text().splitlines()[-1]), result
+
+
 def train_run(args: argparse.Namespace, loss: str, work: Path, minutes: float | None) -> tuple[Path, dict]:
     """The fashion-mnist-cpu preset through the CLI; with `minutes`, a time budget instead of its iterations."""
     run = work / f"fashion-mnist-cpu-{loss}"
@@ -233,15 +247,7 @@ def train_run(args: argparse.Namespace, loss: str, work: Path, minutes: float | 
     extra += PAPER_OPTIMIZERS[loss]
     if args.quick:
         extra += ["--ngf", "4", "--ndf", "4", "--nz", "8", "--sample", "0.02"] + ([] if minutes else ["--iterations", "3"])
-    command = [sys.executable, "-m", "darkroom", "train", "gan", "--preset", "fashion-mnist-cpu", "--loss", loss,
-               *extra, "--out", str(run), "--quiet"]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"training failed: {result.stderr[-2000:]}")
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    command, wall, last, result = train_cli(args, "fashion-mnist-cpu", ["--loss", loss, *extra], run)
     return run, {"command": " ".join(command[1:]), "wall_s": wall, "train_time_s": last["train_time"],
                  "generator_iterations": last["iteration"], "critic_iterations": last["critic_iterations"],
                  "summary": result.stdout.strip().splitlines()[-1], "last_metrics": last}
@@ -286,17 +292,9 @@ def best(args: argparse.Namespace, work: Path) -> dict:
     """The --best preset through the CLI exactly as a user runs it, scored by `darkroom eval gan` on --eval-n samples."""
     run = work / args.best
     extra = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--sample", "0.02", "--iterations", "3"] if args.quick else []
-    command = [sys.executable, "-m", "darkroom", "train", "gan", "--preset", args.best, *extra, "--out", str(run), "--quiet"]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=common.REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"training {args.best} failed: {result.stderr[-2000:]}")
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    command, wall, last, _ = train_cli(args, args.best, extra, run)
     picture = common.results_dir() / f"gan_cpu_best{'-quick' if args.quick else ''}.png"
-    shutil.copyfile(run / "samples" / "final.png" if (run / "samples" / "final.png").exists()
-                    else sorted((run / "samples").glob("iter_*.png"))[-1], picture)
+    shutil.copyfile(sorted((run / "samples").glob("iter_*.png"))[-1], picture)
     scores = darkroom_eval(run, args.eval_n) or {}
     training = {"preset": args.best, "command": " ".join(["darkroom", *command[3:]]), "wall_s": wall,
                 "train_time_s": last["train_time"], "generator_iterations": last["iteration"],
