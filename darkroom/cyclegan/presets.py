@@ -27,7 +27,7 @@ PRESETS: dict[str, dict] = {
         log_every=50, sample_every=100, checkpoint_every=100,  # iterations
     ),
     # the default for images up to 64 px when no --preset is given (config.default_preset sets load/crop to the
-    # images' size); one recipe for every pair: benchmarks/cyclegan_cpu_pairs.py measures it on 7 class pairs
+    # images' size); one recipe for every pair: benchmarks/cyclegan_cpu_pairs.py measures it on six class pairs
     "small-images": dict(
         load_size=28, crop_size=28,  # px: Fashion-MNIST's; with no --preset they follow the images
         flip=False,             # mirrored images only widen what the nets must learn in a short run
