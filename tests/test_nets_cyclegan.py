@@ -149,3 +149,32 @@ def test_negative_blocks_are_refused_in_one_sentence():
 
     with pytest.raises(UserError, match="--blocks must be at least 0, not -1"):
         CycleGANConfig(blocks=-1)  # built in code, not from flags: __post_init__ checks it
+
+
+def _contrast(x: torch.Tensor, s: float) -> torch.Tensor:
+    """The same image at s times the contrast against a -1 background: -1 + s (x + 1)."""
+    return -1.0 + s * (x + 1.0)
+
+
+def test_the_reference_generator_is_blind_to_its_inputs_contrast_and_input_norm_off_is_not():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    reference = cyclegan.cyclegan_init_(cyclegan.resnet_generator(1, 1, ngf=8, n_blocks=2))
+    seeing = cyclegan.resnet_generator(1, 1, ngf=8, n_blocks=2, input_norm=False)
+    seeing.load_state_dict(reference.state_dict())  # the same keys and weights: only the first norm differs
+    with torch.no_grad():
+        # closed form: the first conv's output moves by s per channel (plus a constant), which its norm divides out
+        # (to the norm's eps of 1e-5 against variances of about 1e-3 at the reference's init)
+        blind = (reference(x) - reference(_contrast(x, 0.6))).abs().mean()
+        seen = (seeing(x) - seeing(_contrast(x, 0.6))).abs().mean()
+        assert blind < 1e-3 and seen > 100 * blind
+        assert not torch.allclose(reference(x), seeing(x))
+    assert isinstance(seeing[0][2], nn.Identity) and isinstance(reference[0][2], nn.InstanceNorm2d)
+
+
+def test_a_saved_config_without_input_norm_builds_the_reference_generator():
+    from darkroom.cyclegan.nets import build_generator
+
+    saved = {"ngf": 8, "generator": "resnet_6blocks", "blocks": 2, "upsample": "deconv"}  # a run saved before the field
+    assert isinstance(build_generator(saved, 1, 1)[0][2], nn.InstanceNorm2d)
+    assert isinstance(build_generator({**saved, "input_norm": False}, 1, 1)[0][2], nn.Identity)

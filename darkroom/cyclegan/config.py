@@ -42,6 +42,8 @@ class CycleGANConfig:
     ngf: int = option(64, "generator filters in the first layer", low=1)
     ndf: int = option(64, "discriminator filters in the first layer", low=1)
     d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)", low=1)
+    input_norm: bool = option(True, "instance-normalise the generators' first conv, as the reference; off lets them "
+                              "see their input's contrast, which that norm divides out")
     upsample: str = option("deconv", "generator upsampling: deconv (reference) or nearest-conv", choices=UPSAMPLES)
     gan_loss: str = option("lsgan", "adversarial loss: lsgan (reference) or vanilla (BCE)", choices=GAN_LOSSES)
     lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", low=0)

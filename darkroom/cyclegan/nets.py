@@ -15,7 +15,8 @@ def build_generator(cfg_values: dict, in_channels: int, out_channels: int) -> nn
     return cyclegan_init_(resnet_generator(in_channels, out_channels, ngf=cfg_values["ngf"],
                                            n_blocks=cfg_values.get("blocks") or GENERATOR_BLOCKS[cfg_values["generator"]],
                                            upsample=cfg_values["upsample"],
-                                           checkpoint_blocks=cfg_values.get("memory_lean", False)))
+                                           checkpoint_blocks=cfg_values.get("memory_lean", False),
+                                           input_norm=cfg_values.get("input_norm", True)))  # runs saved before it: True
 
 
 def build_nets(cfg, channels_a: int, channels_b: int, device: torch.device) -> dict[str, nn.Module]:

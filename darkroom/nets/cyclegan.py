@@ -62,17 +62,23 @@ def _upsample_block(in_channels: int, out_channels: int, upsample: str) -> nn.Se
 
 
 def resnet_generator(in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 9,
-                     upsample: str = "deconv", checkpoint_blocks: bool = False) -> nn.Sequential:
+                     upsample: str = "deconv", checkpoint_blocks: bool = False, input_norm: bool = True) -> nn.Sequential:
     """(B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1], for H and W multiples of 4.
 
     c7s1-ngf, two stride-2 3x3 downsamplings (2 ngf, 4 ngf), `n_blocks` ResidualBlocks at 4 ngf, two
     upsamplings back to ngf, c7s1-out_channels, tanh. Use translate_any_size for other sizes.
+
+    input_norm (the reference): the first conv is instance-normalised too. Then the whole generator is blind to its
+    input's contrast: x -> -1 + s (x + 1) scales every channel of the first conv by s (reflection padding and
+    all), and the norm divides it out. The output cannot follow how bright or faint the input was, and a cycle
+    cannot carry an image's contrast through the other domain. input_norm=False keeps that first conv's output
+    as is (an nn.Identity holds the norm's place, so state dicts keep the reference's keys).
     """
     if upsample not in UPSAMPLES:
         raise UserError(f"upsample must be one of {', '.join(UPSAMPLES)}, not {upsample!r}")
     layers: list[nn.Module] = [nn.Sequential(
-        nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), instance_norm(ngf),
-        nn.ReLU(inplace=True))]  # (B, ngf, H, W)
+        nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True),
+        instance_norm(ngf) if input_norm else nn.Identity(), nn.ReLU(inplace=True))]  # (B, ngf, H, W)
     for mult in (1, 2):  # zero padding here, as the reference
         layers.append(nn.Sequential(
             nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
