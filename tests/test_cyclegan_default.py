@@ -62,12 +62,14 @@ def train(args: list[str], capsys) -> tuple[dict, str]:
 
 
 def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(tmp_path, capsys):
-    a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
+    # 20 images a domain: the recipe's batch of 16 and one held out
+    a, b = write_images(tmp_path / "a", 20, (24, 24)), write_images(tmp_path / "b", 20, (24, 24))
     config, out = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--out", str(tmp_path / "run")], capsys)
     recipe = PRESETS["small-images"]
     assert "small-images" in out and "24 px" in out
     assert (config["load_size"], config["crop_size"]) == (24, 24)
-    for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs"):
+    for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs",
+                "input_norm", "cycle_target", "cycle_span", "channels_last"):
         assert config[key] == recipe[key], key
     assert config["ngf"] == 4  # a flag beats the default
     flags, _ = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--lambda-a", "3", "--crop-size", "20",
@@ -76,7 +78,8 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
 
 
 def test_an_explicit_preset_or_large_images_keep_their_settings(tmp_path, capsys):
-    a, b = write_images(tmp_path / "a", 12, (24, 24)), write_images(tmp_path / "b", 12, (24, 24))
+    # 20 images a domain: the recipe's batch of 16 and one held out
+    a, b = write_images(tmp_path / "a", 20, (24, 24)), write_images(tmp_path / "b", 20, (24, 24))
     config, out = train(["--data-a", str(a), "--data-b", str(b), "--preset", "reference", *TINY, "--load-size", "24",
                          "--crop-size", "24", "--out", str(tmp_path / "run")], capsys)
     assert "small-images" not in out

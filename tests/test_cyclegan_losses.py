@@ -256,7 +256,7 @@ def test_adaptive_cycle_weights_scale_the_cycle_gradient_and_follow_the_error():
     """--cycle-target: the step's cycle terms use the controller's weights, so with weights w the generators' gradient
     equals the fixed-lambda step's at lambda = w (pinned against LossWeights), and afterwards each log-weight moved by
     RATE * clamp(log(L1 / target), -1, 1) of that step's own cycle L1: up where the reconstruction was worse than the
-    target, down where it was better, within SPAN of the configured lambda."""
+    target, down where it was better, within its span of the configured lambda."""
     real_a, real_b = torch.rand(3, 1, 16, 16) * 2 - 1, torch.rand(3, 1, 16, 16) * 2 - 1
 
     def step(weights, control=None):
@@ -282,14 +282,16 @@ def test_adaptive_cycle_weights_scale_the_cycle_gradient_and_follow_the_error():
     torch.testing.assert_close(control.log_factor, expected)
     assert (control.log_factor > torch.tensor([math.log(2.0), math.log(0.5)])).tolist() == (l1 > 0.5).tolist()
 
-    far = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)  # an unreachable target: the weight stops at SPAN
-    steps = int(math.log(CycleWeightControl.SPAN) / CycleWeightControl.RATE) + 5
-    for _ in range(steps):
-        far.update(torch.tensor([1.0, 1e-9]))  # A far above the target, B below it: each by more than the clamp
-    assert far.weights().tolist() == pytest.approx([10.0 * CycleWeightControl.SPAN, 10.0 / CycleWeightControl.SPAN])
+    for span in (3.0, 10.0):  # an unreachable target: the weight stops at the span (3, the default, or --cycle-span)
+        far = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU, span=span)
+        steps = int(math.log(span) / CycleWeightControl.RATE) + 5
+        for _ in range(steps):
+            far.update(torch.tensor([1.0, 1e-9]))  # A far above the target, B below it: each by more than the clamp
+        assert far.weights().tolist() == pytest.approx([10.0 * span, 10.0 / span])
     near = CycleWeightControl(10.0, 10.0, target=0.1, device=CPU)
     near.update(torch.tensor([0.1 * math.e ** 0.5, 0.1]))  # within the clamp: moved by RATE * log(ratio); on target: not
     assert near.weights().tolist() == pytest.approx([10.0 * math.exp(0.5 * CycleWeightControl.RATE), 10.0])
     restored = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)
     restored.load_state_dict(far.state_dict())
     assert torch.equal(restored.weights(), far.weights())
+

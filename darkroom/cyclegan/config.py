@@ -49,9 +49,11 @@ class CycleGANConfig:
     lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", low=0)
     lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss", low=0)
     identity: float = option(0.5, "identity loss weight relative to lambda (0 = off)", low=0)
-    cycle_target: float = option(0.0, "adapt each direction's cycle weight (from --lambda-a/--lambda-b, within 3x either "
-                                 "way) so its cycle L1 on [-1, 1] settles at this value (0 = fixed weights, the "
-                                 "reference)", low=0)
+    cycle_target: float = option(0.0, "adapt each direction's cycle weight (from --lambda-a/--lambda-b, within "
+                                 "--cycle-span times either way) so its cycle L1 on [-1, 1] settles at this value "
+                                 "(0 = fixed weights, the reference)", low=0)
+    cycle_span: float = option(3.0, "--cycle-target: how far each cycle weight may move from its lambda, as a factor",
+                               low=1.0)
     cycle_decoder: float = option(1.0, "cycle loss gradient into the reconstructing generator, times lambda "
                                   "(1 = reference)", above=0.0)
     pool_size: int = option(50, "history pool of generated images per domain (0 = off)", low=0)
