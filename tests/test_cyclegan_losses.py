@@ -282,16 +282,16 @@ def test_adaptive_cycle_weights_scale_the_cycle_gradient_and_follow_the_error():
     torch.testing.assert_close(control.log_factor, expected)
     assert (control.log_factor > torch.tensor([math.log(2.0), math.log(0.5)])).tolist() == (l1 > 0.5).tolist()
 
-    for span in (3.0, 10.0):  # an unreachable target: the weight stops at the span (3, the default, or --cycle-span)
-        far = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU, span=span)
-        steps = int(math.log(span) / CycleWeightControl.RATE) + 5
+    # an unreachable target: the weights stop at the spans (3 both ways, the default; --cycle-span, --cycle-span-down)
+    for span, span_down in ((3.0, None), (10.0, None), (3.0, 10.0)):
+        far = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU, span=span, span_down=span_down)
+        steps = int(math.log(max(span, span_down or span)) / CycleWeightControl.RATE) + 5
         for _ in range(steps):
             far.update(torch.tensor([1.0, 1e-9]))  # A far above the target, B below it: each by more than the clamp
-        assert far.weights().tolist() == pytest.approx([10.0 * span, 10.0 / span])
+        assert far.weights().tolist() == pytest.approx([10.0 * span, 10.0 / (span_down or span)])
     near = CycleWeightControl(10.0, 10.0, target=0.1, device=CPU)
     near.update(torch.tensor([0.1 * math.e ** 0.5, 0.1]))  # within the clamp: moved by RATE * log(ratio); on target: not
     assert near.weights().tolist() == pytest.approx([10.0 * math.exp(0.5 * CycleWeightControl.RATE), 10.0])
     restored = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)
     restored.load_state_dict(far.state_dict())
     assert torch.equal(restored.weights(), far.weights())
-

@@ -57,7 +57,7 @@ class CycleWeightControl:
     """--cycle-target: each direction's cycle weight follows its own reconstruction error instead of a hand-set lambda.
 
     After every step, log(lambda_x) += RATE * clamp(log(L1_x / target), -1, 1), where L1_x is that step's mean
-    |F(G(x)) - x| (averaged over ranks), kept within [lambda_x0 / span, lambda_x0 * span] of the configured lambda_x0
+    |F(G(x)) - x| (averaged over ranks), kept within [lambda_x0 / span_down, lambda_x0 * span] of the configured lambda_x0
     (the clamp keeps the first steps, whose reconstructions are still noise, from driving the weight up). A direction
     whose reconstructions stay worse than the target gets a larger weight; one that reconstructs better than needed
     gets a smaller one, leaving its translator more room for the adversarial term. A pair's shapes decide what each
@@ -66,10 +66,12 @@ class CycleWeightControl:
 
     RATE = 0.005  # per step: an L1 e times the target (or more) multiplies lambda by e in 200 steps
 
-    def __init__(self, lambda_a: float, lambda_b: float, target: float, device: torch.device, span: float = 3.0) -> None:
-        if target <= 0 or span < 1:
-            raise ValueError("cycle target must be > 0 and its span >= 1")
-        self.target, self.span = target, span
+    def __init__(self, lambda_a: float, lambda_b: float, target: float, device: torch.device, span: float = 3.0,
+                 span_down: float | None = None) -> None:
+        span_down = span if span_down is None else span_down
+        if target <= 0 or span < 1 or span_down < 1:
+            raise ValueError("cycle target must be > 0 and its spans >= 1")
+        self.target, self.span, self.span_down = target, span, span_down
         self.base = torch.tensor([lambda_a, lambda_b], dtype=torch.float32, device=device)
         self.log_factor = torch.zeros(2, dtype=torch.float32, device=device)
 
@@ -80,9 +82,8 @@ class CycleWeightControl:
     def update(self, l1: torch.Tensor) -> None:
         """l1: this step's (L1_a, L1_b) on the device (the same on every rank after the mean)."""
         l1 = dist.all_reduce_mean(l1.detach().float().clone())
-        bound = math.log(self.span)
         error = (l1.clamp_min(1e-12) / self.target).log().clamp(-1.0, 1.0)
-        self.log_factor = (self.log_factor + self.RATE * error).clamp(-bound, bound)
+        self.log_factor = (self.log_factor + self.RATE * error).clamp(-math.log(self.span_down), math.log(self.span))
 
     def state_dict(self) -> dict:
         return {"log_factor": self.log_factor.detach().cpu().clone(), "target": self.target}
