@@ -5,7 +5,7 @@ judged by `darkroom eval cyclegan` on the held-out test images of both classes (
 selection). Each pair's worse direction counts; the worst pair is named. Writes cyclegan_cpu_pairs.json and
 cyclegan_cpu_pairs.png (test images of each pair and their translations, both directions).
 
-    python -m benchmarks.cyclegan_cpu --only pairs           # the six pairs (about 32 minutes on 2 cores)
+    python -m benchmarks.cyclegan_cpu --only pairs           # the six pairs (about 28 minutes on 2 cores)
     python -m benchmarks.cyclegan_cpu --only pairs --pairs trouser,dress --pairs pullover,coat
 """
 from __future__ import annotations
