@@ -49,9 +49,9 @@ class CycleGANConfig:
     lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", low=0)
     lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss", low=0)
     identity: float = option(0.5, "identity loss weight relative to lambda (0 = off)", low=0)
-    cycle_target: float = option(0.0, "adapt each direction's cycle weight (from --lambda-a/--lambda-b, within "
-                                 "--cycle-span times up and --cycle-span-down times down) so its cycle L1 on [-1, 1] settles at this value "
-                                 "(0 = fixed weights, the reference)", low=0)
+    cycle_target: float = option(0.0, "adapt each direction's cycle weight (from --lambda-a/--lambda-b, up to "
+                                 "--cycle-span times, down to 1/--cycle-span-down) so its cycle L1 on [-1, 1] settles "
+                                 "at this value (0 = fixed weights, the reference)", low=0)
     cycle_span: float = option(3.0, "--cycle-target: how far above its lambda each cycle weight may rise, as a factor",
                                low=1.0)
     cycle_span_down: float = option(0.0, "--cycle-target: how far below its lambda each cycle weight may fall, as a "

@@ -315,8 +315,8 @@ class PairItems(Dataset):
         images, errors = [], []
         for dataset, (seed, index) in zip(self.domains, key):
             with torch.random.fork_rng(devices=[]):
-                # the CPU generator only: torch.manual_seed also queues a reseed of every accelerator's RNG,
-                # formatting the caller's stack each time (about 1 ms an item inside the training loop)
+                # the CPU generator only (what fork_rng(devices=[]) restores): torch.manual_seed would also
+                # reseed CUDA's generator on every item, outside the fork
                 torch.default_generator.manual_seed(seed)
                 try:
                     images.append(dataset[index][0])
