@@ -178,3 +178,38 @@ def test_a_saved_config_without_input_norm_builds_the_reference_generator():
     saved = {"ngf": 8, "generator": "resnet_6blocks", "blocks": 2, "upsample": "deconv"}  # a run saved before the field
     assert isinstance(build_generator(saved, 1, 1)[0][2], nn.InstanceNorm2d)
     assert isinstance(build_generator({**saved, "input_norm": False}, 1, 1)[0][2], nn.Identity)
+
+
+@pytest.mark.parametrize("padding,mode", [("reflect", "reflect"), ("zero", "constant")])
+def test_residual_block_is_x_plus_its_branch_written_out_with_that_padding(padding, mode):
+    torch.manual_seed(0)
+    block = cyclegan.cyclegan_init_(cyclegan.ResidualBlock(3, padding=padding))
+    conv_1, conv_2 = (m for m in block.modules() if isinstance(m, nn.Conv2d))
+    x = torch.randn(2, 3, 7, 7)
+    norm = lambda h: (h - h.mean((2, 3), keepdim=True)) / (h.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()  # noqa: E731
+    pad = lambda h: nn.functional.pad(h, (1, 1, 1, 1), mode=mode)  # noqa: E731
+    by_hand = x + norm(nn.functional.conv2d(pad(torch.relu(norm(nn.functional.conv2d(pad(x), conv_1.weight, conv_1.bias)))),
+                                            conv_2.weight, conv_2.bias))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), by_hand, rtol=1e-4, atol=1e-5)
+
+
+def test_zero_padding_keeps_the_reference_keys_and_reflects_only_the_image():
+    reference = cyclegan.cyclegan_init_(cyclegan.resnet_generator(1, 1, ngf=4, n_blocks=2))
+    zero = cyclegan.resnet_generator(1, 1, ngf=4, n_blocks=2, padding="zero")
+    zero.load_state_dict(reference.state_dict())  # the same keys and shapes: a checkpoint moves between the two
+    assert [p.padding[0] for p in zero.modules() if isinstance(p, nn.ReflectionPad2d)] == [3]  # the image's pad
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        assert zero(x).shape == reference(x).shape == (2, 1, 28, 28)
+        assert not torch.allclose(zero(x), reference(x))  # the borders differ, so the option does something
+    with pytest.raises(UserError):
+        cyclegan.resnet_generator(1, 1, padding="replicate")
+
+
+def test_a_saved_config_without_padding_builds_the_reflecting_generator():
+    from darkroom.cyclegan.nets import build_generator
+
+    saved = {"ngf": 8, "generator": "resnet_6blocks", "blocks": 2, "upsample": "deconv"}  # a run saved before the field
+    pads = lambda net: sum(isinstance(m, nn.ReflectionPad2d) for m in net.modules())  # noqa: E731
+    assert pads(build_generator(saved, 1, 1)) == 6 and pads(build_generator({**saved, "padding": "zero"}, 1, 1)) == 1

@@ -11,7 +11,7 @@ from darkroom.config import option, validate
 from darkroom.cyclegan import data as data_io
 from darkroom.cyclegan.losses import GAN_LOSSES
 from darkroom.errors import UserError
-from darkroom.nets.cyclegan import UPSAMPLES
+from darkroom.nets.cyclegan import PADDINGS, UPSAMPLES
 
 GENERATOR_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}  # the reference's names
 # settings a --resume may change
@@ -44,6 +44,9 @@ class CycleGANConfig:
     d_layers: int = option(3, "PatchGAN stride-2 layers (3: 70x70 patches)", low=1)
     input_norm: bool = option(True, "instance-normalise the generators' first conv, as the reference; off lets them "
                               "see their input's contrast, which that norm divides out")
+    padding: str = option("reflect", "generators' stride-1 convs after the first: reflect-padded (the reference) or "
+                          "zero-padded by the conv itself (fewer copies: about 13% more images/s at 28 px on 2 CPU "
+                          "cores); the first conv always reflects the image", choices=PADDINGS)
     upsample: str = option("deconv", "generator upsampling: deconv (reference) or nearest-conv", choices=UPSAMPLES)
     gan_loss: str = option("lsgan", "adversarial loss: lsgan (reference) or vanilla (BCE)", choices=GAN_LOSSES)
     lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", low=0)

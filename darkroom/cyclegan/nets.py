@@ -16,7 +16,8 @@ def build_generator(cfg_values: dict, in_channels: int, out_channels: int) -> nn
                                            n_blocks=cfg_values.get("blocks") or GENERATOR_BLOCKS[cfg_values["generator"]],
                                            upsample=cfg_values["upsample"],
                                            checkpoint_blocks=cfg_values.get("memory_lean", False),
-                                           input_norm=cfg_values.get("input_norm", True)))  # runs saved before it: True
+                                           input_norm=cfg_values.get("input_norm", True),
+                                           padding=cfg_values.get("padding", "reflect")))  # runs saved before it: True
 
 
 def build_nets(cfg, channels_a: int, channels_b: int, device: torch.device) -> dict[str, nn.Module]:

@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from darkroom.errors import UserError
 
 UPSAMPLES = ("deconv", "nearest-conv")
+PADDINGS = ("reflect", "zero")
 
 
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -27,19 +28,29 @@ def instance_norm(channels: int) -> nn.InstanceNorm2d:
 # parameter counts and state dicts line up with the reference.
 
 
+def _pad(width: int, padding: str) -> nn.Module:
+    """The reference's reflection padding before a stride-1 conv; with "zero" the conv pads itself (_conv) and an
+    nn.Identity holds the pad's place, so state dicts keep the reference's keys."""
+    return nn.ReflectionPad2d(width) if padding == "reflect" else nn.Identity()
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, padding: str) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel, padding=0 if padding == "reflect" else kernel // 2, bias=True)
+
+
 class ResidualBlock(nn.Module):
-    """x + [reflect-pad 1, 3x3 conv, IN, ReLU, reflect-pad 1, 3x3 conv, IN](x); (B, C, H, W) -> same.
+    """x + [reflect-pad 1, 3x3 conv, IN, ReLU, reflect-pad 1, 3x3 conv, IN](x); (B, C, H, W) -> same. With padding
+    "zero" each conv pads its input with zeros itself.
 
     With `checkpoint` set, the branch's activations are recomputed in backward instead of stored
     (torch.utils.checkpoint, non-reentrant): the 9 blocks at 1/4 resolution dominate the generator's memory.
     """
 
-    def __init__(self, channels: int, checkpoint: bool = False) -> None:
+    def __init__(self, channels: int, checkpoint: bool = False, padding: str = "reflect") -> None:
         super().__init__()
         self.branch = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), instance_norm(channels),
-            nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), instance_norm(channels),
+            _pad(1, padding), _conv(channels, channels, 3, padding), instance_norm(channels), nn.ReLU(inplace=True),
+            _pad(1, padding), _conv(channels, channels, 3, padding), instance_norm(channels),
         )
         self.checkpoint = checkpoint
 
@@ -62,7 +73,8 @@ def _upsample_block(in_channels: int, out_channels: int, upsample: str) -> nn.Se
 
 
 def resnet_generator(in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 9,
-                     upsample: str = "deconv", checkpoint_blocks: bool = False, input_norm: bool = True) -> nn.Sequential:
+                     upsample: str = "deconv", checkpoint_blocks: bool = False, input_norm: bool = True,
+                     padding: str = "reflect") -> nn.Sequential:
     """(B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1], for H and W multiples of 4.
 
     c7s1-ngf, two stride-2 3x3 downsamplings (2 ngf, 4 ngf), `n_blocks` ResidualBlocks at 4 ngf, two
@@ -73,9 +85,15 @@ def resnet_generator(in_channels: int, out_channels: int, ngf: int = 64, n_block
     all), and the norm divides it out. The output cannot follow how bright or faint the input was, and a cycle
     cannot carry an image's contrast through the other domain. input_norm=False keeps that first conv's output
     as is (an nn.Identity holds the norm's place, so state dicts keep the reference's keys).
+
+    padding "zero": every stride-1 conv after the first pads with zeros itself instead of after a ReflectionPad2d
+    (the image is still reflected for the first). On the CPU in bf16 each reflection pad is a float32 copy in NCHW
+    that the next conv casts back: at 28 px, batch 16, 2 cores, the step runs about 13% more images a second.
     """
     if upsample not in UPSAMPLES:
         raise UserError(f"upsample must be one of {', '.join(UPSAMPLES)}, not {upsample!r}")
+    if padding not in PADDINGS:
+        raise UserError(f"padding must be one of {', '.join(PADDINGS)}, not {padding!r}")
     layers: list[nn.Module] = [nn.Sequential(
         nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True),
         instance_norm(ngf) if input_norm else nn.Identity(), nn.ReLU(inplace=True))]  # (B, ngf, H, W)
@@ -84,10 +102,10 @@ def resnet_generator(in_channels: int, out_channels: int, ngf: int = 64, n_block
             nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
             instance_norm(ngf * mult * 2), nn.ReLU(inplace=True)))
     # (B, 4 ngf, H/4, W/4)
-    layers += [ResidualBlock(ngf * 4, checkpoint_blocks) for _ in range(n_blocks)]
+    layers += [ResidualBlock(ngf * 4, checkpoint_blocks, padding) for _ in range(n_blocks)]
     layers += [_upsample_block(ngf * 4, ngf * 2, upsample), _upsample_block(ngf * 2, ngf, upsample)]
     layers.append(nn.Sequential(  # (B, out_channels, H, W)
-        nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7, bias=True), nn.Tanh()))
+        _pad(3, padding), _conv(ngf, out_channels, 7, padding), nn.Tanh()))
     return nn.Sequential(*layers)
 
 
