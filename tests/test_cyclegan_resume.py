@@ -24,7 +24,7 @@ def args_for(data, out):
     # iterations, so most of the run swaps pooled fakes
     return ["train", "cyclegan", "--data", str(data), *TINY, "--val-images", "0", "--load-size", "20", "--crop-size", "16",
             "--batch-size", "2", "--epochs", "3", "--epochs-decay", "3", "--pool-size", "3", "--deterministic",
-            "--checkpoint-every", "2", "--log-every", "1", "--sample-every", "0", "--out", str(out)]
+            "--checkpoint-every", "2", "--log-every", "1", "--sample-every", "0", "--padding", "zero", "--out", str(out)]
 
 
 def losses(out):
