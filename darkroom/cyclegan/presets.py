@@ -36,7 +36,7 @@ PRESETS: dict[str, dict] = {
         blocks=3,               # residual blocks: at 7 x 7 features three already see the whole image
         ngf=32, ndf=32,
         input_norm=False,       # the generators see their input's contrast (a bag's brightness survives its trouser)
-        padding="zero",         # convs pad themselves after the first: 15% more images/s in bf16 on 2 CPU cores,
+        padding="zero",         # convs pad themselves after the first: about 13% more images/s in bf16 on 2 CPU cores,
                                 # spent on 11% more iterations (bag cycle 0.104 -> 0.103, sandal -> sneaker 94.4 -> 95.0%)
         batch_size=16,          # bf16 on AMX: about 100 images/s at 16, 79 at 8, 48 at 4 (2 cores)
         channels_last=True,     # about 5% faster on the CPU too
