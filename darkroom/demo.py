@@ -1,7 +1,7 @@
 """darkroom demo: the main job on Fashion-MNIST: a classifier, a GAN and a sneaker <-> ankle-boot CycleGAN,
 each at a CPU-sized budget (larger on a GPU), judged by the demo's own classifier, on one index page.
 
-    darkroom demo            # 194 s on 2 AMX CPU cores, 245 s with make's set-up (benchmarks/results/demo_cpu.json)
+    darkroom demo            # 198 s on 2 AMX CPU cores, 238 s with make's set-up (benchmarks/results/demo_cpu.json)
     darkroom demo --quick    # a first look: 42 s measured
 """
 from __future__ import annotations
