@@ -103,10 +103,12 @@ class Schedule:
 
 def build_parts(cfg: CycleGANConfig, info: dist.DistInfo, data: Data, precision_name: str) -> Parts:
     nets = build_nets(cfg, *data.channels, info.device)
-    betas = (cfg.beta1, cfg.beta2)
+    # fused: one kernel for every parameter's update where PyTorch has one (CPU and CUDA): about 4% of a small-images
+    # step on 2 CPU cores, where the per-parameter loop of Adam was 7% of it
+    adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=info.device.type in ("cpu", "cuda") or None)
     return Parts(nets=nets,
-                 opt_g=torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], lr=cfg.lr, betas=betas),
-                 opt_d=torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], lr=cfg.lr, betas=betas),
+                 opt_g=torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], **adam),
+                 opt_d=torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], **adam),
                  scaler=precision.make_scaler(precision_name, info.device),
                  pools=(ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 1),  # one pair per rank
                         ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2)),
