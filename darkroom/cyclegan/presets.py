@@ -33,8 +33,7 @@ PRESETS: dict[str, dict] = {
         flip=False,             # mirrored images only widen what the nets must learn in a short run
         identity=0.0,           # the identity loss holds the source shape back when the two domains share a palette
         generator="resnet_6blocks",
-        blocks=2,               # residual blocks: at 7 x 7 features two already see the whole image; the time a
-                                # third costs buys, with fused Adam, 22% more iterations (benchmarks/README.md)
+        blocks=3,               # residual blocks: at 7 x 7 features three already see the whole image
         ngf=32, ndf=32,
         input_norm=False,       # the generators see their input's contrast (a bag's brightness survives its trouser)
         padding="zero",         # convs pad themselves after the first: about 13% more images/s in bf16 on 2 CPU cores,
@@ -48,7 +47,7 @@ PRESETS: dict[str, dict] = {
         cycle_span=10.0,        # frees its translators) and up to 10x (a bag needs about 100 to come back within
         cycle_span_down=10.0,   # 0.1 through a trouser or a boot; 200 cost 5-6 points judged; benchmarks/README.md)
         lr=4e-4,                # Adam (6e-4 gave the same cycle errors)
-        epochs=2.0, epochs_decay=4.4,  # epochs of max(|A|, |B|) images: 2,374 iterations for 6000-image classes
+        epochs=1.65, epochs_decay=3.6,  # epochs of max(|A|, |B|) images: 1,947 iterations for 6000-image classes
         precision="fast",       # bf16 where the CPU or GPU multiplies it in hardware, else fp32
         workers=0,              # decoding small images costs less than a worker's hand-off
         log_every=50, sample_every=250, checkpoint_every=250,  # iterations
