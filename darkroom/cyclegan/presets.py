@@ -47,7 +47,7 @@ PRESETS: dict[str, dict] = {
         cycle_span=10.0,        # frees its translators) and up to 10x (a bag needs about 100 to come back within
         cycle_span_down=10.0,   # 0.1 through a trouser or a boot; 200 cost 5-6 points judged; benchmarks/README.md)
         lr=4e-4,                # Adam (6e-4 gave the same cycle errors)
-        epochs=1.65, epochs_decay=3.6,  # epochs of max(|A|, |B|) images: 1,947 iterations for 6000-image classes
+        epochs=1.65, epochs_decay=3.6,  # epochs of max(|A|, |B|) images: 1,948 iterations for 6000-image classes
         precision="fast",       # bf16 where the CPU or GPU multiplies it in hardware, else fp32
         workers=0,              # decoding small images costs less than a worker's hand-off
         log_every=50, sample_every=250, checkpoint_every=250,  # iterations
