@@ -23,7 +23,7 @@ BUDGETS = {
     "gan": {"full": dict(iterations=3000, max_minutes=0.0, sample_every=250, checkpoint_every=500),
             "quick": dict(iterations=300, max_minutes=0.0, sample_every=100, log_every=25, checkpoint_every=150),
             "gpu": dict(iterations=6000, max_minutes=0.0, sample_every=500, checkpoint_every=1000, batch_size=128)},
-    # small-images, the default for 28 px images, cut to 0.7 epochs of its 5.25 (about 35 s on 2 AMX cores)
+    # small-images, the default for 28 px images, cut to 0.7 epochs of its 5.8 (about 35 s on 2 AMX cores)
     "cyclegan": {"full": dict(epochs=0.3, epochs_decay=0.4), "quick": dict(epochs=0.04, epochs_decay=0.04, sample_every=25,
                                                                           log_every=10, checkpoint_every=50),
                  "gpu": dict(epochs=2.0, epochs_decay=2.0)},

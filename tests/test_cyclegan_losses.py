@@ -292,6 +292,14 @@ def test_adaptive_cycle_weights_scale_the_cycle_gradient_and_follow_the_error():
     near = CycleWeightControl(10.0, 10.0, target=0.1, device=CPU)
     near.update(torch.tensor([0.1 * math.e ** 0.5, 0.1]))  # within the clamp: moved by RATE * log(ratio); on target: not
     assert near.weights().tolist() == pytest.approx([10.0 * math.exp(0.5 * CycleWeightControl.RATE), 10.0])
+    # --cycle-fall 4: a step below the target moves the weight down 4 times as far as the same ratio above moves it
+    # up; the clamp still bounds the ratio first
+    falling = CycleWeightControl(10.0, 10.0, target=0.1, device=CPU, span=10.0, fall=4.0)
+    falling.update(torch.tensor([0.1 * math.e ** 0.2, 0.1 * math.e ** -0.2]))
+    assert falling.weights().tolist() == pytest.approx([10.0 * math.exp(0.2 * CycleWeightControl.RATE),
+                                                        10.0 * math.exp(-0.8 * CycleWeightControl.RATE)])
+    falling.update(torch.tensor([0.1, 1e-9]))
+    assert falling.weights()[1].item() == pytest.approx(10.0 * math.exp(-4.8 * CycleWeightControl.RATE))
     restored = CycleWeightControl(10.0, 10.0, target=1e-6, device=CPU)
     restored.load_state_dict(far.state_dict())
     assert torch.equal(restored.weights(), far.weights())

@@ -182,11 +182,11 @@ def trainer(name: str, tmp: Path) -> Trainer:
     data = tmp / "unpaired"
     if not data.exists():
         unpaired_layout(data, "L", count=12)
-    return Trainer(["train", "cyclegan", "--data", str(data), "--preset", "reference", "--cycle-target", "0.1", "--ngf", "8", "--ndf", "8", "--generator",
-                    "resnet_6blocks", "--d-layers", "2", "--workers", "0", "--quiet", "--val-images", "0", "--load-size",
-                    "20", "--crop-size", "16", "--batch-size", "2", "--epochs", "6", "--epochs-decay", "6",
-                    "--pool-size", "3", "--log-every", "1", "--sample-every", "5", "--checkpoint-every", "1",
-                    "--deterministic"],
+    return Trainer(["train", "cyclegan", "--data", str(data), "--preset", "reference", "--cycle-target", "0.1",
+                    "--cycle-fall", "4", "--ngf", "8", "--ndf", "8", "--generator", "resnet_6blocks", "--d-layers",
+                    "2", "--workers", "0", "--quiet", "--val-images", "0", "--load-size", "20", "--crop-size", "16",
+                    "--batch-size", "2", "--epochs", "6", "--epochs-decay", "6", "--pool-size", "3", "--log-every",
+                    "1", "--sample-every", "5", "--checkpoint-every", "1", "--deterministic"],
                    "step", list(range(6, 73, 6)),
                    ("g_ab", "g_ba", "d_a", "d_b", "opt_g", "opt_d", "scaler", "cycle_weights", "ranks"), 72)
 

@@ -59,6 +59,9 @@ class CycleGANConfig:
                                low=1.0)
     cycle_span_down: float = option(0.0, "--cycle-target: how far below its lambda each cycle weight may fall, as a "
                                     "factor (0: --cycle-span)", low=0.0)
+    cycle_fall: float = option(1.0, "--cycle-target: how many times faster a cycle weight falls than it rises (every "
+                               "cycle starts above any target because the nets are untrained; weights that climbed "
+                               "then come back down sooner)", above=0.0)
     cycle_decoder: float = option(1.0, "cycle loss gradient into the reconstructing generator, times lambda "
                                   "(1 = reference)", above=0.0)
     pool_size: int = option(50, "history pool of generated images per domain (0 = off)", low=0)

@@ -56,22 +56,24 @@ class LossWeights:
 class CycleWeightControl:
     """--cycle-target: each direction's cycle weight follows its own reconstruction error instead of a hand-set lambda.
 
-    After every step, log(lambda_x) += RATE * clamp(log(L1_x / target), -1, 1), where L1_x is that step's mean
-    |F(G(x)) - x| (averaged over ranks), kept within [lambda_x0 / span_down, lambda_x0 * span] of the configured lambda_x0
-    (the clamp keeps the first steps, whose reconstructions are still noise, from driving the weight up). A direction
-    whose reconstructions stay worse than the target gets a larger weight; one that reconstructs better than needed
-    gets a smaller one, leaving its translator more room for the adversarial term. A pair's shapes decide what each
-    direction needs: rebuilding a bag from a trouser needs more weight than rebuilding a trouser from a bag.
+    After every step, log(lambda_x) += RATE * clamp(log(L1_x / target), -1, 1), times `fall` where that is negative,
+    where L1_x is that step's mean |F(G(x)) - x| (averaged over ranks), kept within [lambda_x0 / span_down,
+    lambda_x0 * span] of the configured lambda_x0 (the clamp keeps the first steps, whose reconstructions are still
+    noise, from driving the weight up). A direction whose reconstructions stay worse than the target gets a larger
+    weight; one that reconstructs better than needed gets a smaller one, leaving its translator more room for the
+    adversarial term. A pair's shapes decide what each direction needs: rebuilding a bag from a trouser needs more
+    weight than rebuilding a trouser from a bag. Every cycle starts above any target because the nets are untrained,
+    so every weight climbs at first; `fall` > 1 brings the ones that did not need it back down sooner.
     Lives on the device (no host sync) and in the checkpoint (resume is exact)."""
 
     RATE = 0.005  # per step: an L1 e times the target (or more) multiplies lambda by e in 200 steps
 
     def __init__(self, lambda_a: float, lambda_b: float, target: float, device: torch.device, span: float = 3.0,
-                 span_down: float | None = None) -> None:
+                 span_down: float | None = None, fall: float = 1.0) -> None:
         span_down = span if span_down is None else span_down
-        if target <= 0 or span < 1 or span_down < 1:
-            raise ValueError("cycle target must be > 0 and its spans >= 1")
-        self.target, self.span, self.span_down = target, span, span_down
+        if target <= 0 or span < 1 or span_down < 1 or fall <= 0:
+            raise ValueError("cycle target must be > 0, its spans >= 1 and its fall rate > 0")
+        self.target, self.span, self.span_down, self.fall = target, span, span_down, fall
         self.base = torch.tensor([lambda_a, lambda_b], dtype=torch.float32, device=device)
         self.log_factor = torch.zeros(2, dtype=torch.float32, device=device)
 
@@ -83,6 +85,8 @@ class CycleWeightControl:
         """l1: this step's (L1_a, L1_b) on the device (the same on every rank after the mean)."""
         l1 = dist.all_reduce_mean(l1.detach().float().clone())
         error = (l1.clamp_min(1e-12) / self.target).log().clamp(-1.0, 1.0)
+        if self.fall != 1.0:
+            error = torch.where(error < 0, error * self.fall, error)
         self.log_factor = (self.log_factor + self.RATE * error).clamp(-math.log(self.span_down), math.log(self.span))
 
     def state_dict(self) -> dict:

@@ -114,7 +114,7 @@ def build_parts(cfg: CycleGANConfig, info: dist.DistInfo, data: Data, precision_
                         ImagePool(cfg.pool_size, seed=cfg.seed * 7919 + 2 * info.rank + 2)),
                  sums=DeviceSums(info.device),
                  control=CycleWeightControl(cfg.lambda_a, cfg.lambda_b, cfg.cycle_target, info.device, cfg.cycle_span,
-                                            cfg.cycle_span_down or None)
+                                            cfg.cycle_span_down or None, cfg.cycle_fall)
                  if cfg.cycle_target > 0 else None)
 
 
