@@ -69,7 +69,8 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
     assert "small-images" in out and "24 px" in out
     assert (config["load_size"], config["crop_size"]) == (24, 24)
     for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs",
-                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall", "channels_last"):
+                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall",
+                "channels_last"):
         assert config[key] == recipe[key], key
     assert config["ngf"] == 4  # a flag beats the default
     flags, _ = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--lambda-a", "3", "--crop-size", "20",

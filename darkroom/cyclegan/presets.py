@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
         cycle_span=10.0,        # translators) and up to 10x (a bag needs about 100 to come back within 0.1 through a
         cycle_span_down=10.0,   # trouser or a boot; 140-200 cost 4-6 points judged; benchmarks/README.md)
         cycle_fall=4.0,         # weights fall 4x faster than they rise: every cycle starts far above any target, so
-                                # every weight climbs at first (a boot's to 25-32); boot -> sneaker 95.4% -> 98.3%
+                                # every weight climbs at first (a boot's to 25-32); boot -> sneaker 95.4% -> 98.0%
         lr=4e-4,                # Adam (6e-4 gave the same cycle errors)
         epochs=1.8, epochs_decay=4.0,  # epochs of max(|A|, |B|) images: 2,152 iterations for 6000-image classes
         precision="fast",       # bf16 where the CPU or GPU multiplies it in hardware, else fp32
