@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import common
-from benchmarks.cyclegan_cpu_pairs import pairs
+from benchmarks.cyclegan_cpu_pairs import pairs, record_name
 from darkroom import precision
 from darkroom.nets.cyclegan import cyclegan_init_, patchgan_discriminator, resnet_generator
 from darkroom import cyclegan
@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run only these parts (pairs: benchmarks/cyclegan_cpu_pairs.py, its own JSON)")
     parser.add_argument("--pairs", action="append", metavar="A,B",
                         help="pairs: only these Fashion-MNIST class pairs (default: all of cyclegan_cpu_pairs.PAIRS)")
-    parser.add_argument("--pair-seed", type=int, default=0, help="pairs: the seed of every pair's run")
+    parser.add_argument("--pair-seed", type=int, default=0, help="pairs: the seed of every pair's run (other than 0: "
+                        "cyclegan_cpu_pairs-seedN.json, beside seed 0's)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per side")
     parser.add_argument("--steps", type=int, default=5, help="timed iterations per round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every usable core)")
@@ -491,8 +492,7 @@ def write_pairs(args: argparse.Namespace, work: Path) -> None:
                 "judge": "darkroom eval cyclegan: the built-in Fashion-MNIST classifier on every held-out test image of "
                          "each class; cycle L1 on [-1, 1] after the round trip through uint8",
                 "seconds": "wall time of the training command, start-up and data loading included"}
-    path = common.write_result("cyclegan_cpu_pairs" + ("-quick" if args.quick else ""), settings, figures, rows=rows,
-                               device="cpu")
+    path = common.write_result(record_name(args), settings, figures, rows=rows, device="cpu")
     print(f"wrote {path}")
 
 

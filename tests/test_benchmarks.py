@@ -450,3 +450,14 @@ def test_gan_cpu_speed_quick_measures_a_bf16_side_exactly_where_the_cpu_has_bf16
         name for setting in ("wgan-32", "fashion-mnist-cpu")
         for name in [f"GAN generator iteration, {setting} setting: it/s (CPU)"]
         + ([f"GAN generator iteration, {setting} setting: it/s, darkroom bf16 autocast (CPU)"] if bf16 else [])]
+
+
+def test_a_pairs_sweep_at_another_seed_writes_beside_seed_0s_record():
+    """Seed 0's record is the issue's table; a sweep at seed N writes its own, so the worst of the seeds can be read."""
+    import argparse
+    from benchmarks.cyclegan_cpu_pairs import record_name
+    names = {(seed, quick): record_name(argparse.Namespace(pair_seed=seed, quick=quick))
+             for seed in (0, 1, 2) for quick in (False, True)}
+    assert names[(0, False)] == "cyclegan_cpu_pairs" and names[(0, True)] == "cyclegan_cpu_pairs-quick"
+    assert names[(1, False)] == "cyclegan_cpu_pairs-seed1" and names[(2, True)] == "cyclegan_cpu_pairs-seed2-quick"
+    assert len(set(names.values())) == len(names)
