@@ -42,14 +42,45 @@ def test_native_side_reads_builtin_sets_and_folder_headers(tmp_path):
 
 def test_default_preset_by_size(tmp_path):
     name, sized, sentence = default_preset({})  # the default data: Fashion-MNIST's 28 px
-    assert name == "small-images" and name in PRESETS and sized == {"load_size": 28, "crop_size": 28}
+    assert name == "small-images" and name in PRESETS and sized == {"load_size": 28, "crop_size": 28, "d_layers": 2}
     assert "28 px" in sentence and "--preset reference" in sentence
     odd = write_images(tmp_path / "odd", 2, (30, 30))
-    assert default_preset({"data_a": str(odd), "data_b": str(odd)})[1] == {"load_size": 30, "crop_size": 28}
+    assert default_preset({"data_a": str(odd), "data_b": str(odd)})[1] == {"load_size": 30, "crop_size": 28, "d_layers": 2}
     big = write_images(tmp_path / "big", 2, (SMALL_IMAGES + 1, SMALL_IMAGES + 1))
     assert default_preset({"data_a": str(big), "data_b": str(odd)}) is None
     edge = write_images(tmp_path / "edge", 2, (SMALL_IMAGES, SMALL_IMAGES))
     assert default_preset({"data_a": str(edge), "data_b": str(edge)})[1]["crop_size"] == SMALL_IMAGES
+    assert default_preset({"data_a": str(edge), "data_b": str(edge)})[1]["d_layers"] == 3  # 8 x 8 and 7 x 7 norms
+
+
+def test_the_patch_discriminator_keeps_every_norm_map_at_least_4_px_and_fits_the_crop():
+    """patch_layers picks the most stride-2 layers (<= 3) whose smallest instance-norm map is >= 4 x 4, measured on
+    the built net's activations, and check_config accepts what it picks down to the smallest crop the default takes."""
+    import torch
+    from torch import nn
+    from darkroom.cyclegan.config import CycleGANConfig, check_config, patch_layers
+    from darkroom.nets.cyclegan import patchgan_discriminator
+
+    def norm_sides(crop: int, layers: int) -> list[int]:
+        net, sides = patchgan_discriminator(1, 4, layers), []
+        for module in net.modules():
+            if isinstance(module, nn.InstanceNorm2d):
+                module.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1]))
+        try:
+            net(torch.zeros(1, 1, crop, crop))
+        except ValueError:  # instance norm refuses a 1 x 1 map
+            sides.append(1)
+        return sides
+
+    assert [patch_layers(crop) for crop in (8, 12, 20, 28, 32, 36, 40, 64)] == [1, 1, 2, 2, 2, 2, 3, 3]
+    for crop in (8, 12, 20, 28, 32, 40, 64):
+        layers = patch_layers(crop)
+        assert len(norm_sides(crop, layers)) == layers
+        if crop >= 20:
+            assert min(norm_sides(crop, layers)) >= 4, crop
+            if layers < 3:  # one more stride-2 layer would leave a map under 4 x 4
+                assert min(norm_sides(crop, layers + 1)) < 4, crop
+        check_config(CycleGANConfig(load_size=crop, crop_size=crop, d_layers=layers), 1)
 
 
 def train(args: list[str], capsys) -> tuple[dict, str]:
@@ -69,7 +100,7 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
     assert "small-images" in out and "24 px" in out
     assert (config["load_size"], config["crop_size"]) == (24, 24)
     for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs",
-                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall",
+                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall", "d_layers",
                 "channels_last"):
         assert config[key] == recipe[key], key
     assert config["ngf"] == 4  # a flag beats the default
