@@ -11,6 +11,7 @@ from darkroom import cli
 from darkroom.cyclegan import PRESETS
 from darkroom.cyclegan.config import SMALL_IMAGES, default_preset
 from darkroom.cyclegan.data import native_side
+from darkroom.errors import UserError
 
 TINY = ["--ngf", "4", "--ndf", "4", "--d-layers", "2", "--workers", "0", "--quiet", "--val-images", "1",
         "--stop-after", "1"]
@@ -58,7 +59,7 @@ def test_the_patch_discriminator_keeps_every_norm_map_at_least_4_px_and_fits_the
     the built net's activations, and check_config accepts what it picks down to the smallest crop the default takes."""
     import torch
     from torch import nn
-    from darkroom.cyclegan.config import CycleGANConfig, check_config, patch_layers
+    from darkroom.cyclegan.config import CycleGANConfig, check_config, patch_layers, patch_sides
     from darkroom.nets.cyclegan import patchgan_discriminator
 
     def norm_sides(crop: int, layers: int) -> list[int]:
@@ -81,6 +82,12 @@ def test_the_patch_discriminator_keeps_every_norm_map_at_least_4_px_and_fits_the
             if layers < 3:  # one more stride-2 layer would leave a map under 4 x 4
                 assert min(norm_sides(crop, layers + 1)) < 4, crop
         check_config(CycleGANConfig(load_size=crop, crop_size=crop, d_layers=layers), 1)
+    for crop, layers in ((12, 1), (20, 2), (28, 2), (28, 3), (40, 3), (64, 3)):  # patch_sides is the built net's
+        smallest_norm, logits = patch_sides(crop, layers)
+        assert patchgan_discriminator(1, 4, layers)(torch.zeros(1, 1, crop, crop)).shape[-1] == logits
+        assert min(norm_sides(crop, layers)) == smallest_norm, (crop, layers)
+    with pytest.raises(UserError, match="--crop-size 12 is too small for a --d-layers 3 discriminator"):
+        check_config(CycleGANConfig(load_size=12, crop_size=12, d_layers=3), 1)  # a 0 x 0 logit map
 
 
 def train(args: list[str], capsys) -> tuple[dict, str]:

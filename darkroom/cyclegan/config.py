@@ -103,10 +103,7 @@ def check_config(cfg: CycleGANConfig, world_size: int) -> None:
     if cfg.crop_size > cfg.load_size:
         raise UserError(f"--crop-size {cfg.crop_size} is larger than --load-size {cfg.load_size}: the random crop "
                         "must fit inside the resized image")
-    side = cfg.crop_size
-    for _ in range(cfg.d_layers):
-        side //= 2  # 4x4 stride-2 padding-1 convs halve the side; the two stride-1 convs take 1 each
-    if side - 2 < 1:
+    if patch_sides(cfg.crop_size, cfg.d_layers)[1] < 1:
         raise UserError(f"--crop-size {cfg.crop_size} is too small for a --d-layers {cfg.d_layers} discriminator")
     if cfg.batch_size % world_size:
         raise UserError(f"--batch-size {cfg.batch_size} must be a multiple of the {world_size} ranks")
@@ -134,6 +131,14 @@ def patch_layers(crop: int) -> int:
     three would normalise 3 x 3 and 2 x 2 maps and give one logit for the whole image; two give a 5 x 5 map of
     34 px patches (bag -> ankle boot 93.8% -> 97.5% judged, benchmarks/README.md, seventh round)."""
     for layers in (3, 2):
-        if (crop >> layers) - 1 >= 4:
+        if patch_sides(crop, layers)[0] >= 4:
             return layers
     return 1
+
+
+def patch_sides(crop: int, layers: int) -> tuple[int, int]:
+    """(the side of the smallest map an instance norm sees, the side of the logit map) of a PatchGAN with `layers`
+    stride-2 convs on crop x crop images: each 4 x 4 stride-2 padding-1 conv halves the side, and the two 4 x 4
+    stride-1 convs after them take 1 each (the first of them is normalised)."""
+    side = crop >> layers
+    return side - 1, side - 2
