@@ -179,12 +179,14 @@ def trainer(name: str, tmp: Path) -> Trainer:
                        ("generator", "critic", "opt_g", "opt_d", "noise", "batches", "fixed_z"), 160)
     # 12 images a domain, batch 2: 6 steps an epoch, 6 + 6 epochs, validation at epoch ends, pools of 3 (3 + 3 epochs
     # once finished before 20 kills on a fast CPU)
+    # small-images' loss and net settings (adaptive cycle weights within 10x, decoder 4, no input norm, zero padding)
     data = tmp / "unpaired"
     if not data.exists():
         unpaired_layout(data, "L", count=12)
     return Trainer(["train", "cyclegan", "--data", str(data), "--preset", "reference", "--cycle-target", "0.1",
-                    "--cycle-fall", "4", "--ngf", "8", "--ndf", "8", "--generator", "resnet_6blocks", "--d-layers",
-                    "2", "--workers", "0", "--quiet", "--val-images", "0", "--load-size", "20", "--crop-size", "16",
+                    "--cycle-fall", "4", "--cycle-span", "10", "--cycle-span-down", "10", "--cycle-decoder", "4",
+                    "--no-input-norm", "--padding", "zero", "--ngf", "8", "--ndf", "8", "--generator",
+                    "resnet_6blocks", "--d-layers", "2", "--workers", "0", "--quiet", "--val-images", "0", "--load-size", "20", "--crop-size", "16",
                     "--batch-size", "2", "--epochs", "6", "--epochs-decay", "6", "--pool-size", "3", "--log-every",
                     "1", "--sample-every", "5", "--checkpoint-every", "1", "--deterministic"],
                    "step", list(range(6, 73, 6)),
