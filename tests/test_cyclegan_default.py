@@ -46,7 +46,8 @@ def test_default_preset_by_size(tmp_path):
     assert name == "small-images" and name in PRESETS and sized == {"load_size": 28, "crop_size": 28, "d_layers": 2}
     assert "28 px" in sentence and "--preset reference" in sentence
     odd = write_images(tmp_path / "odd", 2, (30, 30))
-    assert default_preset({"data_a": str(odd), "data_b": str(odd)})[1] == {"load_size": 30, "crop_size": 28, "d_layers": 2}
+    assert default_preset({"data_a": str(odd), "data_b": str(odd)})[1] == {"load_size": 30, "crop_size": 28,
+                                                                          "d_layers": 2}
     big = write_images(tmp_path / "big", 2, (SMALL_IMAGES + 1, SMALL_IMAGES + 1))
     assert default_preset({"data_a": str(big), "data_b": str(odd)}) is None
     edge = write_images(tmp_path / "edge", 2, (SMALL_IMAGES, SMALL_IMAGES))
@@ -107,8 +108,8 @@ def test_two_folders_of_small_images_train_with_the_small_recipe_without_flags(t
     assert "small-images" in out and "24 px" in out
     assert (config["load_size"], config["crop_size"]) == (24, 24)
     for key in ("lambda_a", "lambda_b", "cycle_decoder", "identity", "lr", "batch_size", "blocks", "epochs",
-                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall", "d_layers",
-                "channels_last"):
+                "epochs_decay", "input_norm", "padding", "cycle_target", "cycle_span", "cycle_span_down", "cycle_fall",
+                "d_layers", "channels_last"):
         assert config[key] == recipe[key], key
     assert config["ngf"] == 4  # a flag beats the default
     flags, _ = train(["--data-a", str(a), "--data-b", str(b), *TINY, "--lambda-a", "3", "--crop-size", "20",
