@@ -127,9 +127,9 @@ def default_preset(values: dict) -> tuple[str, dict, str] | None:
 
 def patch_layers(crop: int) -> int:
     """The PatchGAN's stride-2 layers for `crop` px images: the most, up to the reference's 3, that leave each of its
-    instance norms a map of at least 4 x 4 (patch_sides). At 28 px
-    three would normalise 3 x 3 and 2 x 2 maps and give one logit for the whole image; two give a 5 x 5 map of
-    34 px patches (bag -> ankle boot 93.8% -> 97.5% judged, benchmarks/README.md, seventh round)."""
+    instance norms a map of at least 4 x 4 (patch_sides). At 28 px three would normalise 3 x 3 and 2 x 2 maps and give
+    one logit for the whole image; two give a 5 x 5 map of 34 px patches (bag -> ankle boot 93.8% -> 97.5% judged,
+    benchmarks/README.md, seventh round)."""
     for layers in (3, 2):
         if patch_sides(crop, layers)[0] >= 4:
             return layers
